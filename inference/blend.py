@@ -1,0 +1,112 @@
+"""Turn a user's per-domain interest into one query vector for a target domain.
+
+Without a fitted bundle the item space is the text encoder's space, where a topic means the same
+thing in every domain, so the projection between domains is the identity and the blend is a
+confidence weighting of the user's own target-domain interest against their other domains'.
+With a fitted bundle (:mod:`inference.transfer`) the same call shape uses learned projections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from inference.interest import DomainInterest, UserState
+
+
+class Strategy:
+    OWN = "own"
+    TRANSFER = "transfer"
+    BLEND = "blend"
+    POPULAR = "popular"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A target-domain query vector and where it came from."""
+
+    vector: np.ndarray
+    strategy: str
+    weights: dict[str, float]
+
+
+class InterestModel(Protocol):
+    """What the worker needs from a model: a version, item vectors, and query vectors."""
+
+    version: str
+
+    def item_input(self, item: ItemLike) -> np.ndarray:
+        """The vector a user's interest accumulates when they touch ``item``."""
+        ...
+
+    def text_input(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
+        """The interest vector of free text (a search, a review) in ``domain``."""
+        ...
+
+    def item_vector_from_text(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
+        """The stored (retrieval) vector of a catalogue item known only by its text."""
+        ...
+
+    def query(self, state: UserState, target: str) -> Query | None:
+        """The target-domain query vector for this user, or None when nothing is known."""
+        ...
+
+
+class ItemLike(Protocol):
+    item_id: str
+    domain: str
+    vector: np.ndarray
+
+
+def domain_vector(d: DomainInterest, short_weight: float) -> np.ndarray:
+    """Long-term mean nudged towards the short-term EMA (weight grows while a user drifts)."""
+    mean = d.mean()
+    if d.short is None or short_weight <= 0:
+        return mean
+    return (1.0 - short_weight) * mean + short_weight * d.short
+
+
+@dataclass(frozen=True)
+class TextSpaceModel:
+    """Identity projection in the text space; own-domain confidence ``n / (n + own_prior)``."""
+
+    version: str
+    own_prior: float = 3.0
+    short_weight: float = 0.3
+
+    def item_input(self, item: ItemLike) -> np.ndarray:
+        return item.vector
+
+    def text_input(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
+        return text_vector
+
+    def item_vector_from_text(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
+        return text_vector
+
+    def query(self, state: UserState, target: str) -> Query | None:
+        """Blend own interest in ``target`` with the count-weighted interest of other domains."""
+        own = state.domains.get(target)
+        others = {k: d for k, d in state.domains.items() if k != target and d.long_weight > 0}
+        n_own = own.count if own is not None and own.long_weight > 0 else 0
+        c_own = n_own / (n_own + self.own_prior) if n_own else 0.0
+        total_other = sum(d.count for d in others.values())
+        if not n_own and not total_other:
+            return None
+        weights: dict[str, float] = {}
+        vec = np.zeros_like(next(iter(state.domains.values())).long_sum)
+        if n_own:
+            weights[target] = c_own if total_other else 1.0
+            vec += weights[target] * domain_vector(own, self.short_weight)
+        for name, d in others.items():
+            weights[name] = (1.0 - (c_own if n_own else 0.0)) * d.count / total_other
+            vec += weights[name] * domain_vector(d, self.short_weight)
+        strategy = (
+            Strategy.BLEND
+            if n_own and total_other
+            else Strategy.OWN
+            if n_own
+            else Strategy.TRANSFER
+        )
+        return Query(vec.astype(np.float32), strategy, {k: round(v, 4) for k, v in weights.items()})

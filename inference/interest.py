@@ -1,0 +1,217 @@
+"""Per-user interest state: updated incrementally, one event at a time, idempotently.
+
+A user's state holds, for each domain they touched, a long-term interest vector (a recency- and
+action-weighted mean of the vectors of what they touched), a short-term one (a fast EMA), counts,
+the last event time and a bounded window of consumed items. Events are applied at most once:
+the state remembers the broker offset of the last applied event per partition (replays after a
+crash are skipped) and a short window of event ids (producer retries are skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ACTION_WEIGHTS: Mapping[str, float] = {
+    "view": 0.5,
+    "click": 1.0,
+    "cart": 2.0,
+    "purchase": 3.0,
+    "review": 2.0,
+    "search": 1.0,
+    "skip": -0.5,
+    "dislike": -2.0,
+}
+
+
+@dataclass(frozen=True)
+class InterestParams:
+    """How events move interest. Half-lives are in events and in seconds of event time."""
+
+    half_life_events: float = 50.0
+    half_life_s: float = 30 * 86_400.0
+    short_alpha: float = 0.3
+    recent_items: int = 200
+    event_id_window: int = 32
+
+    def weight(self, action: str, rating: float | None) -> float:
+        """Signed weight of one action; a rating maps 0..5 stars onto dislike..purchase."""
+        if action == "rating":
+            return 3.0 * ((rating if rating is not None else 2.5) - 2.5) / 2.5
+        return ACTION_WEIGHTS[action]
+
+
+@dataclass
+class DomainInterest:
+    """Interest of one user in one domain."""
+
+    long_sum: np.ndarray
+    long_weight: float = 0.0
+    short: np.ndarray | None = None
+    count: int = 0
+    last_time: float = 0.0
+    recent: list[str] = field(default_factory=list)
+
+    def mean(self) -> np.ndarray:
+        """Long-term interest: the decayed, weighted mean of touched vectors."""
+        if self.long_weight <= 0.0:
+            return np.zeros_like(self.long_sum)
+        return self.long_sum / self.long_weight
+
+
+@dataclass
+class UserState:
+    """Everything the worker keeps about one user."""
+
+    domains: dict[str, DomainInterest] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)  # partition -> last applied offset
+    event_ids: list[str] = field(default_factory=list)
+    events_applied: int = 0
+
+    def seen(self, event_id: str, partition: int | None, offset: int | None) -> bool:
+        """True when this event was applied already (replayed offset or repeated id)."""
+        if partition is not None and offset is not None:
+            last = self.offsets.get(partition)
+            if last is not None and offset <= last:
+                return True
+        return event_id in self.event_ids
+
+    def consumed(self, domain: str) -> list[str]:
+        """Items this user touched in ``domain`` (newest last, bounded)."""
+        d = self.domains.get(domain)
+        return list(d.recent) if d else []
+
+
+def apply_event(
+    state: UserState,
+    *,
+    event_id: str,
+    domain: str,
+    action: str,
+    event_time: float,
+    vector: np.ndarray | None,
+    item_id: str | None,
+    rating: float | None,
+    params: InterestParams,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> bool:
+    """Apply one event to ``state`` in place. Returns False when it was already applied.
+
+    ``vector`` is what the event says about interest (the item's vector, or the encoded text of a
+    search); None when the event carries no usable vector (it is still counted once).
+    """
+    if state.seen(event_id, partition, offset):
+        return False
+    d = state.domains.get(domain)
+    if vector is not None:
+        vector = np.asarray(vector, dtype=np.float32)
+    if d is None:
+        dim = vector.shape[0] if vector is not None else _dim_of(state)
+        d = state.domains[domain] = DomainInterest(long_sum=np.zeros(dim, np.float32))
+    if vector is not None and vector.shape != d.long_sum.shape:
+        raise ValueError(f"vector dim {vector.shape} != state dim {d.long_sum.shape}")
+    w = params.weight(action, rating)
+    if vector is not None:
+        # Older interest fades both per event and with event time, so one binge or one idle
+        # month each count; max() keeps out-of-order events from growing the weights.
+        dt = max(0.0, event_time - d.last_time) if d.count else 0.0
+        decay = 0.5 ** (1.0 / params.half_life_events) * 0.5 ** (dt / params.half_life_s)
+        d.long_sum = d.long_sum * decay + w * vector
+        d.long_weight = d.long_weight * decay + abs(w)
+        if w > 0:
+            d.short = (
+                vector.copy()
+                if d.short is None
+                else ((1 - params.short_alpha) * d.short + params.short_alpha * vector)
+            )
+    d.count += 1
+    d.last_time = max(d.last_time, event_time)
+    if item_id is not None:
+        if item_id in d.recent:
+            d.recent.remove(item_id)
+        d.recent.append(item_id)
+        del d.recent[: -params.recent_items]
+    if partition is not None and offset is not None:
+        state.offsets[partition] = offset
+    state.event_ids.append(event_id)
+    del state.event_ids[: -params.event_id_window]
+    state.events_applied += 1
+    return True
+
+
+def _dim_of(state: UserState) -> int:
+    for d in state.domains.values():
+        return d.long_sum.shape[0]
+    raise ValueError("the first event of a user in a domain must carry a vector")
+
+
+# Serialisation: a JSON header followed by the raw float32 vectors, so a 384-d user costs
+# ~1.5 KB per domain in the table instead of ~8 KB of JSON floats.
+_HEADER = struct.Struct("<I")
+
+
+def dumps(state: UserState) -> bytes:
+    """Serialise a state for the table (compact, versioned)."""
+    meta: dict = {
+        "v": 1,
+        "offsets": {str(k): v for k, v in state.offsets.items()},
+        "ids": state.event_ids,
+        "n": state.events_applied,
+        "domains": {},
+    }
+    blobs: list[bytes] = []
+    for name, d in state.domains.items():
+        has_short = d.short is not None
+        meta["domains"][name] = {
+            "w": d.long_weight,
+            "count": d.count,
+            "t": d.last_time,
+            "recent": d.recent,
+            "dim": int(d.long_sum.shape[0]),
+            "short": has_short,
+        }
+        blobs.append(np.asarray(d.long_sum, np.float32).tobytes())
+        if has_short:
+            blobs.append(np.asarray(d.short, np.float32).tobytes())
+    head = json.dumps(meta, separators=(",", ":")).encode()
+    return _HEADER.pack(len(head)) + head + b"".join(blobs)
+
+
+def loads(raw: bytes | None) -> UserState:
+    """Inverse of :func:`dumps`; None or empty gives a fresh state."""
+    if not raw:
+        return UserState()
+    (n,) = _HEADER.unpack_from(raw)
+    meta = json.loads(raw[_HEADER.size : _HEADER.size + n])
+    pos = _HEADER.size + n
+    state = UserState(
+        offsets={int(k): v for k, v in meta["offsets"].items()},
+        event_ids=list(meta["ids"]),
+        events_applied=meta["n"],
+    )
+    for name, m in meta["domains"].items():
+        dim = m["dim"]
+        long_sum = np.frombuffer(raw, np.float32, dim, pos).copy()
+        pos += 4 * dim
+        short = None
+        if m["short"]:
+            short = np.frombuffer(raw, np.float32, dim, pos).copy()
+            pos += 4 * dim
+        state.domains[name] = DomainInterest(
+            long_sum, m["w"], short, m["count"], m["t"], list(m["recent"])
+        )
+    return state
+
+
+def is_finite(state: UserState) -> bool:
+    """Guard used by tests and the worker: no NaN ever enters a stored state."""
+    return all(
+        math.isfinite(d.long_weight) and np.isfinite(d.long_sum).all()
+        for d in state.domains.values()
+    )

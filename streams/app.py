@@ -1,0 +1,161 @@
+"""The Faust application: topics, the users table, the two agents and the web views.
+
+:func:`build_app` wires settings and the runtime (encoder, store, model) into a ``faust.App``.
+Agents take micro-batches (``take_events``), hand them to the Faust-free processors, publish
+what comes back, and flush the producer before Faust acknowledges the batch, so an offset is
+never committed ahead of the state and recommendations it produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from faust.streams import _current_event  # the table picks its changelog partition from it
+
+from streams.deadletter import DeadLetter, SourceMessage, reject
+from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
+from streams.runtime import Runtime
+from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
+from streams.topics import USERS_TABLE
+from streams.web import register_views
+
+log = logging.getLogger(__name__)
+
+
+def _credentials(kafka: KafkaSettings) -> Any:
+    proto = kafka.security_protocol
+    if proto is SecurityProtocol.PLAINTEXT:
+        return None
+    ssl_context = kafka.aiokafka_kwargs().get("ssl_context")
+    if proto is SecurityProtocol.SSL:
+        return faust.SSLCredentials(ssl_context)
+    assert kafka.sasl_password is not None
+    return faust.SASLCredentials(
+        username=kafka.sasl_username,
+        password=kafka.sasl_password.get_secret_value(),
+        ssl_context=ssl_context,
+        mechanism=kafka.sasl_mechanism,
+    )
+
+
+def _source(event: Any) -> SourceMessage:
+    m = event.message
+    return SourceMessage(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp or time.time())
+
+
+def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) -> faust.App:
+    """Create the Faust app with its topics, table, agents and web views."""
+    app = faust.App(
+        worker.app_id,
+        broker=kafka.broker_url,
+        broker_credentials=_credentials(kafka),
+        store=worker.table_store,
+        datadir=str(worker.data_dir),
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication,
+        broker_rebalance_timeout=kafka.rebalance_timeout_s,
+        broker_session_timeout=kafka.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, kafka.session_timeout_s / 3),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_host=worker.web_host,
+        web_port=worker.web_port,
+        web_bind=worker.web_host,
+        autodiscover=False,
+        # A few seconds of recovery delay are for multi-worker rebalances; one worker starts now.
+        stream_recovery_delay=0.0,
+    )
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "partitions": kafka.partitions,
+    }
+    catalogue_topic = app.topic(kafka.catalogue_topic, **raw)
+    behaviour_topic = app.topic(kafka.behaviour_topic, **raw)
+    recommendations = app.topic(kafka.recommendations_topic, **raw)
+    deadletters = app.topic(kafka.deadletter_topic, **raw)
+    users = app.Table(
+        USERS_TABLE,
+        default=None,
+        key_type=str,
+        value_type=bytes,
+        value_serializer="raw",
+        partitions=kafka.partitions,
+    )
+    behaviour_proc = runtime.behaviour_processor(worker, kafka.behaviour_topic)
+    catalogue_proc = runtime.catalogue_processor(worker, kafka.catalogue_topic)
+
+    async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
+        for dl in letters:
+            await deadletters.send(
+                key=dl.source.key, value=dl.source.value or b"", headers=dl.headers()
+            )
+
+    async def process_singly(events: Sequence[Any], proc_one: Any) -> None:
+        """After a batch failed unexpectedly: retry one event at a time, dead-letter poison."""
+        for event in events:
+            msg = _source(event)
+            try:
+                await proc_one([msg], event)
+            except Exception as exc:  # a poison message must not block its partition
+                log.exception("processing %s failed; dead-lettering it", msg.where())
+                await send_dead_letters([reject(msg, "processing_error", repr(exc))])
+
+    async def run_behaviour(msgs: list[SourceMessage], events_by_pos: dict) -> None:
+        def state_set(user: str, value: bytes, msg: SourceMessage) -> None:
+            # take_events batches span partitions: point the table at this user's event so the
+            # changelog record lands on the partition the user's events come from.
+            _current_event.set(weakref.ref(events_by_pos[(msg.partition, msg.offset)]))
+            users[user] = value
+
+        out = await behaviour_proc.process(msgs, users.get, state_set)
+        start = time.perf_counter()
+        await send_dead_letters(out.dead_letters)
+        for rec in out.recommendations:
+            await recommendations.send(
+                key=rec.user_id.encode(), value=rec.model_dump_json().encode()
+            )
+        await app.producer.flush()
+        STAGE_SECONDS.labels("publish").observe(time.perf_counter() - start)
+
+    @app.agent(behaviour_topic, name="behaviour")
+    async def behaviour_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
+            BATCH_SIZE.labels(kafka.behaviour_topic).observe(len(events))
+            pos = {(e.message.partition, e.message.offset): e for e in events}
+            try:
+                await run_behaviour([_source(e) for e in events], pos)
+            except Exception:
+                log.exception("behaviour batch of %d failed; retrying event by event", len(events))
+                await process_singly(
+                    events,
+                    lambda msgs, e: run_behaviour(
+                        msgs, {(e.message.partition, e.message.offset): e}
+                    ),
+                )
+            USERS_IN_STATE.set(len(users))
+
+    async def run_catalogue(msgs: list[SourceMessage]) -> None:
+        out = await catalogue_proc.process(msgs)
+        await send_dead_letters(out.dead_letters)
+        await app.producer.flush()
+
+    @app.agent(catalogue_topic, name="catalogue")
+    async def catalogue_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
+            BATCH_SIZE.labels(kafka.catalogue_topic).observe(len(events))
+            try:
+                await run_catalogue([_source(e) for e in events])
+            except Exception:
+                log.exception("catalogue batch of %d failed; retrying event by event", len(events))
+                await process_singly(events, lambda msgs, e: run_catalogue(msgs))
+
+    register_views(app, runtime)
+    return app

@@ -1,0 +1,168 @@
+"""The ``xrec`` command: worker, local broker, demo, produce, schemas, export, evaluation.
+
+Every flag has an environment-variable twin (shown in ``--help``); flags left unset fall back
+to the environment, then to the settings' defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from inference.errors import RecommenderError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Streaming cross-domain recommender."
+)
+
+Bootstrap = Annotated[
+    str | None,
+    typer.Option("--bootstrap", envvar="KAFKA_BOOTSTRAP", help="Kafka bootstrap host:port"),
+]
+LogLevel = Annotated[str, typer.Option("--log-level", envvar="XREC_LOG_LEVEL")]
+
+
+def _set(d: dict[str, Any], **kv: Any) -> dict[str, Any]:
+    d.update({k: v for k, v in kv.items() if v is not None})
+    return d
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def worker(
+    bootstrap: Bootstrap = None,
+    app_id: Annotated[str | None, typer.Option(envvar="WORKER_APP_ID")] = None,
+    web_port: Annotated[int | None, typer.Option(envvar="WORKER_WEB_PORT")] = None,
+    table_store: Annotated[str | None, typer.Option(envvar="WORKER_TABLE_STORE")] = None,
+    model_dir: Annotated[Path | None, typer.Option(envvar="MODEL_DIR")] = None,
+    provider: Annotated[
+        str | None, typer.Option(envvar="MODEL_PROVIDER", help="auto, cuda or cpu")
+    ] = None,
+    qdrant_url: Annotated[str | None, typer.Option(envvar="QDRANT_URL")] = None,
+    qdrant_path: Annotated[Path | None, typer.Option(envvar="QDRANT_PATH")] = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run a worker: consume catalogue and behaviour events, publish recommendations."""
+    from inference.model_settings import ModelSettings
+
+    from store.settings import QdrantSettings
+    from streams.settings import KafkaSettings, WorkerSettings
+    from streams.worker import run_worker
+
+    _logging(log_level)
+    run_worker(
+        KafkaSettings(**_set({}, bootstrap=bootstrap)),
+        WorkerSettings(**_set({}, app_id=app_id, web_port=web_port, table_store=table_store)),
+        ModelSettings(**_set({}, dir=model_dir, provider=provider)),
+        QdrantSettings(**_set({}, url=qdrant_url, path=qdrant_path)),
+        loglevel=log_level,
+    )
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(envvar="XREC_BROKER_PORT")] = 9092,
+) -> None:
+    """Run the local Kafka-protocol broker (Tansu, memory storage) in the foreground."""
+    from streams.broker import start_broker
+
+    b = start_broker(port)
+    typer.echo(f"local broker on {b.bootstrap} (memory storage); Ctrl-C stops it")
+    try:
+        b.process.wait()
+    except KeyboardInterrupt:
+        b.stop()
+
+
+@app.command()
+def produce(
+    topic: Annotated[str, typer.Argument(help="topic to write to")],
+    file: Annotated[Path, typer.Argument(help="JSON Lines file, one record per line; - = stdin")],
+    key_field: Annotated[
+        str | None, typer.Option(envvar="XREC_KEY_FIELD", help="record field used as the key")
+    ] = None,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Replay a JSON Lines file into a topic (keyed by user_id / item_id by default)."""
+    from streams.client import produce as send
+    from streams.settings import KafkaSettings
+
+    lines = sys.stdin if str(file) == "-" else file.open()
+    records = [json.loads(line) for line in lines if line.strip()]
+    key = key_field or ("user_id" if records and "user_id" in records[0] else "item_id")
+    n = asyncio.run(send(KafkaSettings(**_set({}, bootstrap=bootstrap)), topic, records, key))
+    typer.echo(f"sent {n} records to {topic}")
+
+
+@app.command()
+def schemas() -> None:
+    """Print the JSON schema of every wire record."""
+    from streams.records import json_schemas
+
+    typer.echo(json.dumps(json_schemas(), indent=2))
+
+
+@app.command()
+def demo(
+    users: Annotated[int, typer.Option(envvar="XREC_DEMO_USERS")] = 40,
+    events_per_user: Annotated[int, typer.Option(envvar="XREC_DEMO_EVENTS_PER_USER")] = 8,
+    duration_s: Annotated[
+        float,
+        typer.Option(envvar="XREC_DEMO_DURATION_S", help="keep serving this long after the feed"),
+    ] = 5,
+    web_port: Annotated[int, typer.Option(envvar="WORKER_WEB_PORT")] = 6066,
+    model_dir: Annotated[Path, typer.Option(envvar="MODEL_DIR")] = Path("models/all-MiniLM-L6-v2"),
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Everything on embedded defaults: local broker, worker, synthetic feed, live output."""
+    from streams.demo import run_demo
+
+    _logging("warning")
+    run_demo(
+        users=users,
+        events_per_user=events_per_user,
+        duration_s=duration_s,
+        web_port=web_port,
+        model_dir=model_dir,
+        bootstrap=bootstrap,
+    )
+
+
+def _mount_optional() -> None:
+    try:
+        from exporter.cli import app as export_app
+
+        app.add_typer(export_app, name="model", help="Export and validate the ONNX encoder.")
+    except ImportError:  # the export extra is not installed: the worker does not need it
+        pass
+    try:
+        from bench.transfer_eval import app as eval_app
+
+        app.add_typer(eval_app, name="eval-transfer", help="Cross-domain transfer evaluation.")
+    except ImportError:
+        pass
+
+
+def main() -> None:
+    """Entry point of the ``xrec`` console script."""
+    _mount_optional()
+    try:
+        app()
+    except RecommenderError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
+
+
+if __name__ == "__main__":
+    main()

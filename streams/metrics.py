@@ -1,0 +1,112 @@
+"""Every Prometheus metric the worker exports, in one place.
+
+Units are seconds; counters end in ``_total``; histograms have explicit buckets; no label ever
+carries a user or item id (cardinality stays bounded by topics, stages, reasons and domains).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+EVENTS = Counter(
+    "xrec_events_total",
+    "Events consumed, by topic and outcome (applied, duplicate, deadletter, upserted, deleted)",
+    ["topic", "outcome"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "xrec_dead_letters_total",
+    "Events sent to the dead-letter topic, by source topic and reason",
+    ["topic", "reason"],
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "xrec_batch_events",
+    "Events per micro-batch taken from a topic",
+    ["topic"],
+    buckets=_SIZES,
+    registry=REGISTRY,
+)
+STAGE_SECONDS = Histogram(
+    "xrec_stage_seconds",
+    "Time spent per micro-batch in each pipeline stage",
+    ["stage"],
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+EVENT_TO_RECOMMENDATION_SECONDS = Histogram(
+    "xrec_event_to_recommendation_seconds",
+    "From the behaviour event's broker timestamp to its recommendation being sent",
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+RECOMMENDATIONS = Counter(
+    "xrec_recommendations_total",
+    "Recommendation events published, by strategy",
+    ["strategy"],
+    registry=REGISTRY,
+)
+RECOMMENDATION_EMPTY = Counter(
+    "xrec_recommendations_empty_total",
+    "Target-domain recommendations skipped because the user had no usable interest",
+    registry=REGISTRY,
+)
+ENCODER_TEXTS = Counter(
+    "xrec_encoder_texts_total",
+    "Texts encoded by the text encoder",
+    ["source"],
+    registry=REGISTRY,
+)
+ENCODER_BATCH = Histogram(
+    "xrec_encoder_batch_texts",
+    "Texts per encoder call",
+    buckets=_SIZES,
+    registry=REGISTRY,
+)
+ENCODER_SECONDS = Histogram(
+    "xrec_encoder_seconds",
+    "Wall time of one encoder call (tokenisation included)",
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+ENCODER_DEVICE = Gauge(
+    "xrec_encoder_device_info",
+    "1 for the execution provider the encoder really runs on",
+    ["provider"],
+    registry=REGISTRY,
+)
+STORE_SECONDS = Histogram(
+    "xrec_store_seconds",
+    "Vector-store call latency by operation",
+    ["operation"],
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+STORE_ERRORS = Counter(
+    "xrec_store_errors_total",
+    "Failed vector-store calls (each is retried with backoff)",
+    ["operation"],
+    registry=REGISTRY,
+)
+STORE_AVAILABLE = Gauge(
+    "xrec_store_available",
+    "1 while the vector store answers, 0 while the worker backs off",
+    registry=REGISTRY,
+)
+ITEMS_IN_STORE = Gauge(
+    "xrec_items_indexed",
+    "Items in the vector store, by domain",
+    ["domain"],
+    registry=REGISTRY,
+)
+USERS_IN_STATE = Gauge(
+    "xrec_users_in_state",
+    "Users held in this worker's state table",
+    registry=REGISTRY,
+)
+MODEL = Info("xrec_model", "The model serving recommendations", registry=REGISTRY)

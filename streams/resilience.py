@@ -1,0 +1,54 @@
+"""Calls to the vector store that back off and retry instead of dropping the batch.
+
+The batch being processed is not acknowledged until the call succeeds, so the worker keeps its
+place in the partition while the store is down and catches up when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TypeVar
+
+from inference.errors import StoreError
+from streams.metrics import STORE_AVAILABLE, STORE_ERRORS, STORE_SECONDS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreCaller:
+    """Runs blocking store calls on one executor thread, with retry and metrics."""
+
+    def __init__(self, executor: Executor, max_backoff_s: float, first_backoff_s: float = 0.05):
+        self._executor = executor
+        self._max = max_backoff_s
+        self._first = first_backoff_s
+        self.available = True
+
+    async def __call__(self, operation: str, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(*args)`` off the event loop; on StoreError wait and try again, forever."""
+        loop = asyncio.get_running_loop()
+        backoff = self._first
+        while True:
+            start = time.perf_counter()
+            try:
+                result = await loop.run_in_executor(self._executor, fn, *args)
+            except StoreError as exc:
+                STORE_ERRORS.labels(operation).inc()
+                if self.available:
+                    log.warning("vector store %s failed (%s); backing off", operation, exc)
+                self.available = False
+                STORE_AVAILABLE.set(0)
+                await asyncio.sleep(backoff)
+                backoff = min(self._max, backoff * 2)
+                continue
+            STORE_SECONDS.labels(operation).observe(time.perf_counter() - start)
+            if not self.available:
+                log.info("vector store answers again (%s)", operation)
+            self.available = True
+            STORE_AVAILABLE.set(1)
+            return result

@@ -1,0 +1,118 @@
+"""Settings for the Kafka side of the worker: one pydantic-settings class per subsystem.
+
+Every field has an environment-variable twin (prefix + upper-case field name), and the CLI
+shows it in each flag's help. Secrets are ``SecretStr`` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inference.errors import ConfigError
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is, how to authenticate, and the topic names (env prefix ``KAFKA_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port] of the brokers")
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: str = Field("PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    catalogue_topic: str = "catalogue"
+    behaviour_topic: str = "behaviour"
+    recommendations_topic: str = "recommendations"
+    deadletter_topic: str = "deadletter"
+    partitions: int = Field(4, ge=1, description="partitions of every topic the worker creates")
+    replication: int = Field(1, ge=1)
+    rebalance_timeout_s: float = Field(
+        5.0, gt=0, description="consumer-group rebalance timeout; a few seconds in development"
+    )
+    session_timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> KafkaSettings:
+        sasl = self.security_protocol in (
+            SecurityProtocol.SASL_SSL,
+            SecurityProtocol.SASL_PLAINTEXT,
+        )
+        if sasl and (not self.sasl_username or self.sasl_password is None):
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol.value} needs credentials: "
+                "set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
+            raise ConfigError(f"KAFKA_SSL_CAFILE={self.ssl_cafile} is not a readable file")
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        """The bootstrap list as Faust's ``kafka://`` URL."""
+        return ";".join(f"kafka://{h.strip()}" for h in self.bootstrap.split(",") if h.strip())
+
+    def aiokafka_kwargs(self) -> dict[str, object]:
+        """Connection keyword arguments shared by every aiokafka client we create."""
+        kwargs: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol.value,
+        }
+        if self.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            assert self.sasl_password is not None
+            kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+            )
+        return kwargs
+
+
+class WorkerSettings(BaseSettings):
+    """How the worker processes events (env prefix ``WORKER_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore")
+
+    app_id: str = Field("xrec", description="consumer group and changelog prefix")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535, description="HTTP port for /metrics and /healthz")
+    table_store: str = Field(
+        "memory://", description="Faust table store: memory:// or rocksdb:// (needs rocksdict)"
+    )
+    data_dir: Path = Field(Path("data/worker"), description="Faust data directory")
+    batch_size: int = Field(256, ge=1, description="events per micro-batch (stream.take)")
+    batch_within_s: float = Field(0.02, gt=0, description="max wait to fill a micro-batch")
+    top_k: int = Field(10, ge=1, le=1000, description="items per recommendation event")
+    target_domains: list[str] = Field(
+        default_factory=list,
+        description="domains to recommend in; empty = every domain in the catalogue",
+    )
+    recent_items: int = Field(200, ge=1, description="consumed items remembered per user/domain")
+    max_text_chars: int = Field(4000, ge=1, description="longer text fields are dead-lettered")
+    max_event_bytes: int = Field(64_000, ge=1, description="larger events are dead-lettered")
+    store_retry_max_s: float = Field(30.0, gt=0, description="max backoff while the store is down")
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkerSettings:
+        if not self.table_store.startswith(("memory://", "rocksdb://", "aerospike://")):
+            raise ConfigError(
+                f"WORKER_TABLE_STORE={self.table_store!r} is not a Faust store URL: "
+                "use memory:// (tests, demo) or rocksdb:// (production)"
+            )
+        return self

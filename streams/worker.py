@@ -1,0 +1,44 @@
+"""Start one worker process: create topics, load the runtime, run the Faust app until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from streams.settings import KafkaSettings, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(
+    kafka: KafkaSettings,
+    worker: WorkerSettings,
+    model_settings: object,
+    qdrant_settings: object,
+    loglevel: str = "info",
+) -> None:
+    """Block running the worker; returns when it is stopped (SIGTERM / SIGINT)."""
+    import faust
+
+    from streams.app import build_app
+    from streams.runtime import build_runtime
+    from streams.topics import ensure_topics
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(ensure_topics(kafka, worker))
+    runtime = build_runtime(model_settings, qdrant_settings, worker)
+    app = build_app(kafka, worker, runtime)
+    log.info(
+        "worker %s: broker %s, web http://%s:%d/metrics",
+        worker.app_id,
+        kafka.bootstrap,
+        worker.web_host,
+        worker.web_port,
+    )
+    try:
+        faust.Worker(
+            app, loop=loop, loglevel=loglevel, redirect_stdouts=False, override_logging=False
+        ).execute_from_commandline()
+    finally:
+        runtime.close()
