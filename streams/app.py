@@ -50,6 +50,7 @@ def _source(event: Any) -> SourceMessage:
 
 def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) -> faust.App:
     """Create the Faust app with its topics, table, agents and web views."""
+    worker.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         worker.app_id,
         broker=kafka.broker_url,
@@ -84,10 +85,10 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
     users = app.Table(
         USERS_TABLE,
         default=None,
-        key_type=str,
-        value_type=bytes,
-        value_serializer="raw",
         partitions=kafka.partitions,
+        schema=faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        ),
     )
     behaviour_proc = runtime.behaviour_processor(worker, kafka.behaviour_topic)
     catalogue_proc = runtime.catalogue_processor(worker, kafka.catalogue_topic)

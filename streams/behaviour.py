@@ -90,7 +90,7 @@ class BehaviourProcessor:
         self,
         msgs: Sequence[SourceMessage],
         state_get: Callable[[str], bytes | None],
-        state_set: Callable[[str, bytes], None],
+        state_set: Callable[[str, bytes, SourceMessage], None],
     ) -> BatchOutput:
         """Process one micro-batch. State reads/writes go through the given table accessors."""
         out = BatchOutput()
@@ -135,8 +135,8 @@ class BehaviourProcessor:
                     last[ev.user_id] = (m, ev)
                 else:
                     out.duplicates += 1
-            for user in last:
-                state_set(user, dumps(states[user]))
+            for user, (m, _) in last.items():
+                state_set(user, dumps(states[user]), m)
         EVENTS.labels(self.topic, "applied").inc(out.applied)
         EVENTS.labels(self.topic, "duplicate").inc(out.duplicates)
         if last:
