@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.model",
     "tests.fixtures.broker",
     "tests.fixtures.store",
+    "tests.fixtures.worker",
 ]
