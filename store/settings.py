@@ -1,0 +1,100 @@
+"""Settings for the vector store (env prefix ``QDRANT_``).
+
+Three engines sit behind one interface, chosen by these settings:
+
+* ``QDRANT_URL`` set: a Qdrant server through qdrant-client (production, scaled by nodes);
+* ``QDRANT_LOCAL_MODE=true``: qdrant-client's local mode at ``QDRANT_PATH`` (brute force,
+  single process): the stand-in for a server in tests and CI;
+* neither: Qdrant Edge, the Qdrant engine embedded in-process, persistent at ``QDRANT_PATH``
+  (the default for a single worker).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inference.errors import ConfigError
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class QdrantSettings(BaseSettings):
+    """Where the vectors live and how they are indexed and queried."""
+
+    model_config = SettingsConfigDict(env_prefix="QDRANT_", extra="ignore")
+
+    url: str | None = Field(
+        None, description="Qdrant server URL (e.g. http://qdrant:6333); unset = embedded engine"
+    )
+    api_key: SecretStr | None = Field(None, description="API key of the Qdrant server")
+    path: Path = Field(
+        Path("data/qdrant"),
+        description="directory of the embedded store (Qdrant Edge, or client local mode)",
+    )
+    local_mode: bool = Field(
+        False, description="use qdrant-client's local mode at QDRANT_PATH instead of Qdrant Edge"
+    )
+    items_collection: str = Field("items", description="collection of item vectors")
+    users_collection: str = Field("users", description="collection of user vectors")
+    timeout_s: float = Field(10.0, gt=0, description="request timeout of the Qdrant server")
+    upsert_batch: int = Field(256, ge=1, description="points per upsert request")
+    hnsw_ef: int | None = Field(
+        None, ge=1, description="HNSW search breadth; unset = the engine's default"
+    )
+    acorn_max_selectivity: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="use ACORN (filter-aware HNSW walk) when the domain filter keeps at most "
+        "this fraction of items; 0 = never, 1 = always (needs Qdrant >= 1.16)",
+    )
+    hnsw_m: int = Field(16, ge=2, description="HNSW edges per node, used when creating")
+    hnsw_ef_construct: int = Field(
+        100, ge=4, description="HNSW build breadth, used when creating a collection"
+    )
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> QdrantSettings:
+        if self.url is not None and not self.url.strip():
+            raise ConfigError("QDRANT_URL is empty: set it to the server URL or unset it")
+        if self.url and self.local_mode:
+            raise ConfigError(
+                "QDRANT_URL and QDRANT_LOCAL_MODE=true both choose an engine: "
+                "unset QDRANT_URL to use local mode, or set QDRANT_LOCAL_MODE=false"
+            )
+        if self.api_key is not None and not self.url:
+            raise ConfigError(
+                "QDRANT_API_KEY is set but QDRANT_URL is not: the embedded engines take no key; "
+                "set QDRANT_URL or unset QDRANT_API_KEY"
+            )
+        for env, name in (
+            ("QDRANT_ITEMS_COLLECTION", self.items_collection),
+            ("QDRANT_USERS_COLLECTION", self.users_collection),
+        ):
+            # Edge keeps each collection in a subfolder named after it: keep names path-safe.
+            if not _NAME.fullmatch(name):
+                raise ConfigError(
+                    f"{env}={name!r} is not a valid collection name: use letters, digits, '_' "
+                    "or '-' (at most 64)"
+                )
+        if self.items_collection == self.users_collection:
+            raise ConfigError(
+                f"QDRANT_ITEMS_COLLECTION and QDRANT_USERS_COLLECTION are both "
+                f"{self.items_collection!r}: give them different names"
+            )
+        if not self.url and self.path.exists() and not self.path.is_dir():
+            raise ConfigError(
+                f"QDRANT_PATH={self.path} is a file: point it at a directory (created if missing)"
+            )
+        return self
+
+    @property
+    def engine(self) -> str:
+        """Which engine these settings select: ``server``, ``local`` or ``edge``."""
+        if self.url:
+            return "server"
+        return "local" if self.local_mode else "edge"

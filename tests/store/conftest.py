@@ -1,0 +1,18 @@
+"""Every contract test runs on both real engines.
+
+``edge`` is Qdrant Edge (the embedded default); ``local`` is qdrant-client's local mode, which
+stands in for a Qdrant server here because no server can run on CI machines: it goes through
+the same ServerStore code as a server (URL set) does, minus the network.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.store import ENGINES, Engine
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """The engine under test: ``edge`` or ``local`` (the server stand-in)."""
+    return request.param
