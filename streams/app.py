@@ -21,6 +21,7 @@ from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
+from streams.table_codec import from_table, to_table
 from streams.topics import USERS_TABLE
 from streams.web import register_views
 
@@ -68,6 +69,10 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         web_port=worker.web_port,
         web_bind=worker.web_host,
         autodiscover=False,
+        # Raw bytes everywhere: records are validated by us at the edge (and dead-lettered
+        # unchanged), and the users table holds our own compact binary state.
+        key_serializer="raw",
+        value_serializer="raw",
         # A few seconds of recovery delay are for multi-worker rebalances; one worker starts now.
         stream_recovery_delay=0.0,
     )
@@ -114,9 +119,9 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             # take_events batches span partitions: point the table at this user's event so the
             # changelog record lands on the partition the user's events come from.
             _current_event.set(weakref.ref(events_by_pos[(msg.partition, msg.offset)]))
-            users[user] = value
+            users[user] = to_table(value)
 
-        out = await behaviour_proc.process(msgs, users.get, state_set)
+        out = await behaviour_proc.process(msgs, lambda u: from_table(users.get(u)), state_set)
         start = time.perf_counter()
         await send_dead_letters(out.dead_letters)
         for rec in out.recommendations:

@@ -11,14 +11,14 @@ from collections import defaultdict
 
 import pytest
 
-from synth.generator import SynthUser, SyntheticWorld
+from synth.generator import SyntheticWorld, SynthUser
 
 pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.slow]
 
 
 def single_topic_world(seed: int = 3) -> tuple[SyntheticWorld, list[SynthUser]]:
     """A world whose users each love one topic and touch it in one or two domains."""
-    world = SyntheticWorld(items_per_topic_domain=5, users=0, seed=seed)
+    world = SyntheticWorld(items_per_topic_domain=8, users=0, seed=seed)
     rng = random.Random(seed)
     users = []
     for i, topic in enumerate(world.topics * 2):
@@ -34,9 +34,16 @@ def events_for(world: SyntheticWorld, users: list[SynthUser], per_user: int) -> 
             t += 0.5
             domain = u.domains[n % len(u.domains)]
             item = world.pick(u, domain, on_topic=1.0)
-            events.append({"event_id": f"{u.user_id}-{n}", "user_id": u.user_id,
-                           "domain": domain, "action": "purchase", "item_id": item.item_id,
-                           "event_time": t})
+            events.append(
+                {
+                    "event_id": f"{u.user_id}-{n}",
+                    "user_id": u.user_id,
+                    "domain": domain,
+                    "action": "purchase",
+                    "item_id": item.item_id,
+                    "event_time": t,
+                }
+            )
     return events
 
 
@@ -72,10 +79,18 @@ def test_recommendations_are_topical_in_domain_and_exclude_consumed(make_worker)
             assert len(ids) == 10
             assert {domain_of[i] for i in ids} == {target}
             assert not set(ids) & consumed[(u.user_id, target)]
-            top = [topic_of[i] for i in ids[:3]]
-            assert top.count(u.topics[0]) >= 2, (u, target, top)
-            expected = "transfer" if target not in u.domains else (
-                "own" if len(u.domains) == 1 else "blend")
+            # topic-X items first: the head of the list is on-topic, as far as unconsumed
+            # on-topic items exist in the target domain
+            left = len(world.by_topic_domain[(u.topics[0], target)]) - len(
+                consumed[(u.user_id, target)]
+            )
+            head = [topic_of[i] for i in ids[: min(3, left)]]
+            assert head == [u.topics[0]] * len(head), (u, target, head)
+            expected = (
+                "transfer"
+                if target not in u.domains
+                else ("own" if len(u.domains) == 1 else "blend")
+            )
             assert rec["explanation"]["strategy"] == expected
             assert rec["model_version"].startswith("all-MiniLM-L6-v2")
     assert w.healthz()["status"] == "ok"
@@ -85,16 +100,17 @@ def test_bad_events_are_dead_lettered_and_the_rest_served(make_worker) -> None:
     world, users = single_topic_world()
     w = make_worker()
     w.start()
-    w.send(w.kafka.catalogue_topic, world.catalogue() + [b"{broken", {"item_id": "x"}],
-           "item_id")
+    w.send(w.kafka.catalogue_topic, [*world.catalogue(), b"{broken", {"item_id": "x"}], "item_id")
     good = events_for(world, users[:4], per_user=2)
     base = good[0]
     bad = [
         (b"\x00\xffnot json at all", "unparseable"),
         ({**base, "event_id": "b1", "action": "levitate"}, "unknown_action"),
         ({**base, "event_id": "b2", "event_time": "soon"}, "schema"),
-        ({**base, "event_id": "b3", "action": "search", "item_id": None, "text": "x" * 5000},
-         "oversize"),
+        (
+            {**base, "event_id": "b3", "action": "search", "item_id": None, "text": "x" * 5000},
+            "oversize",
+        ),
         ({**base, "event_id": "b4", "item_id": "no-such-item"}, "unknown_item"),
         ({**base, "event_id": "b5", "event_time": -1}, "bad_time"),
     ]
@@ -107,7 +123,9 @@ def test_bad_events_are_dead_lettered_and_the_rest_served(make_worker) -> None:
     reasons = sorted(h["x-error-reason"].decode() for _, _, h in letters)
     assert reasons == sorted([r for _, r in bad] + ["unparseable", "schema"])
     by_value = {v: h for _, v, h in letters}
-    assert by_value[b"\x00\xffnot json at all"]["x-source-topic"].decode() == w.kafka.behaviour_topic
+    assert (
+        by_value[b"\x00\xffnot json at all"]["x-source-topic"].decode() == w.kafka.behaviour_topic
+    )
     recs = latest_recommendations(w.read(w.kafka.recommendations_topic))
     assert {u for u, _ in recs} == {u.user_id for u in users[:4]}
     assert w.proc is not None and w.proc.poll() is None  # still serving

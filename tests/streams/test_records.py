@@ -10,8 +10,14 @@ from inference.errors import InvalidEventError
 from streams.records import json_schemas, parse_behaviour, parse_catalogue
 
 LIMITS = {"max_bytes": 10_000, "max_text_chars": 500}
-GOOD = {"event_id": "e1", "user_id": "u1", "domain": "books", "action": "view",
-        "item_id": "i1", "event_time": 1_700_000_000.0}
+GOOD = {
+    "event_id": "e1",
+    "user_id": "u1",
+    "domain": "books",
+    "action": "view",
+    "item_id": "i1",
+    "event_time": 1_700_000_000.0,
+}
 
 
 def raw(**over: object) -> bytes:
@@ -52,12 +58,15 @@ def test_bad_behaviour_events_raise_with_reason(payload: bytes | None, reason: s
 
 
 def test_catalogue_text_joins_fields_and_limits_apply() -> None:
-    ev = parse_catalogue(json.dumps({"item_id": "i", "domain": "books", "title": "T",
-                                     "category": "C"}).encode(), **LIMITS)
+    ev = parse_catalogue(
+        json.dumps({"item_id": "i", "domain": "books", "title": "T", "category": "C"}).encode(),
+        **LIMITS,
+    )
     assert ev.text() == "T | C"
     with pytest.raises(InvalidEventError) as info:
-        parse_catalogue(json.dumps({"item_id": "i", "domain": "books", "title": "T" * 600}
-                                   ).encode(), **LIMITS)
+        parse_catalogue(
+            json.dumps({"item_id": "i", "domain": "books", "title": "T" * 600}).encode(), **LIMITS
+        )
     assert info.value.reason == "oversize"
 
 
