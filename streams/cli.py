@@ -55,7 +55,6 @@ def worker(
 ) -> None:
     """Run a worker: consume catalogue and behaviour events, publish recommendations."""
     from inference.model_settings import ModelSettings
-
     from store.settings import QdrantSettings
     from streams.settings import KafkaSettings, WorkerSettings
     from streams.worker import run_worker
@@ -111,6 +110,14 @@ def schemas() -> None:
     from streams.records import json_schemas
 
     typer.echo(json.dumps(json_schemas(), indent=2))
+
+
+@app.command()
+def config() -> None:
+    """Print every setting: its environment variable, default and meaning (Markdown)."""
+    from streams.config_doc import markdown
+
+    typer.echo(markdown())
 
 
 @app.command()

@@ -83,7 +83,6 @@ def build_runtime(
 ) -> Runtime:
     """Load the encoder and open the store described by the settings."""
     from inference.encoder import TextEncoder
-
     from store.factory import open_store
 
     encoder = TextEncoder(model_settings)

@@ -28,21 +28,31 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
 
     bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port] of the brokers")
-    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    security_protocol: SecurityProtocol = Field(
+        SecurityProtocol.PLAINTEXT, description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
     sasl_mechanism: str = Field("PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    catalogue_topic: str = "catalogue"
-    behaviour_topic: str = "behaviour"
-    recommendations_topic: str = "recommendations"
-    deadletter_topic: str = "deadletter"
+    sasl_username: str | None = Field(None, description="SASL user (with SASL_* protocols)")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (secret, never logged)"
+    )
+    ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers (SSL)")
+    catalogue_topic: str = Field("catalogue", description="item-catalogue events (key: item id)")
+    behaviour_topic: str = Field("behaviour", description="user-behaviour events (key: user id)")
+    recommendations_topic: str = Field(
+        "recommendations", description="recommendation events we publish (key: user id)"
+    )
+    deadletter_topic: str = Field(
+        "deadletter", description="rejected events: original bytes + x-error-* headers"
+    )
     partitions: int = Field(4, ge=1, description="partitions of every topic the worker creates")
-    replication: int = Field(1, ge=1)
+    replication: int = Field(1, ge=1, description="replication factor of created topics")
     rebalance_timeout_s: float = Field(
         5.0, gt=0, description="consumer-group rebalance timeout; a few seconds in development"
     )
-    session_timeout_s: float = Field(10.0, gt=0)
+    session_timeout_s: float = Field(
+        10.0, gt=0, description="a dead worker holds its partitions this long"
+    )
 
     @model_validator(mode="after")
     def _check_auth(self) -> KafkaSettings:
@@ -90,7 +100,7 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore")
 
     app_id: str = Field("xrec", description="consumer group and changelog prefix")
-    web_host: str = "127.0.0.1"
+    web_host: str = Field("127.0.0.1", description="bind address of the HTTP server")
     web_port: int = Field(6066, ge=1, le=65535, description="HTTP port for /metrics and /healthz")
     table_store: str = Field(
         "memory://", description="Faust table store: memory:// or rocksdb:// (needs rocksdict)"
