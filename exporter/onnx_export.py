@@ -12,10 +12,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from exporter import parity, probes
@@ -32,8 +33,8 @@ from exporter.manifest import (
     is_valid_bundle,
 )
 from exporter.source import SourceModel, copy_tokenizer_files, default_source_dir, inspect_source
-from inference.batching import load_tokenizer
-from inference.errors import ConfigError, ParityError
+from inference.batching import TokenBatch, load_tokenizer
+from inference.errors import ConfigError, ParityError, ProviderUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -91,23 +92,40 @@ def _replace_dir(built: Path, out_dir: Path) -> None:
 
 
 def _fp16_entry(
-    folder: Path, source: SourceModel, batches: list, cases: tuple, ref: list
+    folder: Path,
+    source: SourceModel,
+    batches: Sequence[TokenBatch],
+    cases: Sequence[probes.ParityCase],
+    reference: Sequence[np.ndarray],
 ) -> VariantInfo:
     fused = derived.make_fp16(folder / FP32_FILE, folder / derived.FP16_FILE, source)
     fused_note = f"fused: {', '.join(fused) or 'none'}"
-    if CUDA_EP not in ort.get_available_providers():
-        note = f"{derived.FP16_NOT_VALIDATED}; {fused_note}"
+
+    def unvalidated(reason: str) -> VariantInfo:
         return _variant_info(
-            folder, derived.FP16_FILE, Precision.FP16, "cuda", validated=False, note=note
+            folder,
+            derived.FP16_FILE,
+            Precision.FP16,
+            "cuda",
+            validated=False,
+            note=f"{reason}; {fused_note}",
         )
-    figures = parity.check_graph(
-        folder / derived.FP16_FILE,
-        batches,
-        cases,
-        ref,
-        providers=(CUDA_EP, CPU_EP),
-        threshold=parity.FP16_MIN_COSINE,
-    )
+
+    if CUDA_EP not in ort.get_available_providers():
+        return unvalidated(derived.FP16_NOT_VALIDATED)
+    try:
+        figures = parity.check_graph(
+            folder / derived.FP16_FILE,
+            batches,
+            cases,
+            reference,
+            providers=(CUDA_EP, CPU_EP),
+            threshold=parity.FP16_MIN_COSINE,
+        )
+    except ProviderUnavailableError as exc:
+        # CUDA listed but unusable (a missing CUDA library): record why, do not fail fp32
+        log.warning("fp16 graph not validated: %s", exc)
+        return unvalidated(f"not validated: CUDA is listed but unusable here ({exc})")
     _gate(Precision.FP16, figures)
     return _variant_info(
         folder,

@@ -83,3 +83,20 @@ def test_int8_of_real_model(model_dir: Path, tmp_path: Path) -> None:
     (got,) = session.run(["embeddings"], batch.feeds(["input_ids", "attention_mask"]))
     cos = (got * np.asarray(ref["vectors"])).sum(1)
     assert cos.min() > 0.95, cos
+
+
+def test_fp16_unvalidated_when_cuda_is_listed_but_unusable(
+    tiny_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime lists CUDA but a session cannot use it: fp16 is recorded, not faked."""
+    from exporter import onnx_export
+
+    listed = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnx_export.ort, "get_available_providers", lambda: listed)
+    if HAS_CUDA:
+        pytest.skip("CUDA really works here")
+    manifest = onnx_export.export_model(tiny_source, tmp_path / "b", variants=("fp16",))
+    fp16 = manifest.variants[Precision.FP16]
+    assert not fp16.validated and fp16.parity is None
+    assert "CUDA is listed but unusable" in fp16.note
+    assert manifest.variants[Precision.FP32].parity.passed
