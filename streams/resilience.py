@@ -28,6 +28,7 @@ class StoreCaller:
         self._max = max_backoff_s
         self._first = first_backoff_s
         self.available = True
+        STORE_AVAILABLE.set(1)  # healthy until a call fails, not "down" until the first call
 
     async def __call__(self, operation: str, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(*args)`` off the event loop; on StoreError wait and try again, forever."""
