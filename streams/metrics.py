@@ -98,12 +98,6 @@ STORE_AVAILABLE = Gauge(
     "1 while the vector store answers, 0 while the worker backs off",
     registry=REGISTRY,
 )
-ITEMS_IN_STORE = Gauge(
-    "xrec_items_indexed",
-    "Items in the vector store, by domain",
-    ["domain"],
-    registry=REGISTRY,
-)
 USERS_IN_STATE = Gauge(
     "xrec_users_in_state",
     "Users held in this worker's state table",
