@@ -85,6 +85,7 @@ def test_int8_of_real_model(model_dir: Path, tmp_path: Path) -> None:
     assert cos.min() > 0.95, cos
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
 def test_fp16_unvalidated_when_cuda_is_listed_but_unusable(
     tiny_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
