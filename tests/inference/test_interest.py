@@ -16,12 +16,29 @@ def unit(i: int, dim: int = 8) -> np.ndarray:
     return v
 
 
-def apply(state: UserState, n: int, *, domain: str = "a", vec: np.ndarray | None = None,
-          action: str = "click", offset: int | None = None, event_id: str | None = None) -> bool:
-    return apply_event(state, event_id=event_id or f"e{n}", domain=domain, action=action,
-                       event_time=1e9 + n, vector=unit(0) if vec is None else vec,
-                       item_id=f"i{n}", rating=None, params=P, partition=0,
-                       offset=n if offset is None else offset)
+def apply(
+    state: UserState,
+    n: int,
+    *,
+    domain: str = "a",
+    vec: np.ndarray | None = None,
+    action: str = "click",
+    offset: int | None = None,
+    event_id: str | None = None,
+) -> bool:
+    return apply_event(
+        state,
+        event_id=event_id or f"e{n}",
+        domain=domain,
+        action=action,
+        event_time=1e9 + n,
+        vector=unit(0) if vec is None else vec,
+        item_id=f"i{n}",
+        rating=None,
+        params=P,
+        partition=0,
+        offset=n if offset is None else offset,
+    )
 
 
 def test_mean_follows_what_the_user_touched() -> None:
