@@ -172,7 +172,8 @@ async def _feed_and_print(
             print(
                 f"{rec['user_id']:>8} likes {'+'.join(user.topics):<22} in "
                 f"{','.join(user.domains):<16} -> {rec['domain']:<6} "
-                f"[{rec['explanation']['strategy']:<8}] " + "; ".join(t.title[:38] for t in top)
+                f"[{rec['explanation']['strategy']:<8}] "
+                + " | ".join(f"{t.topic}: {t.title.split(' (')[0][:28]}" for t in top)
             )
         shown += 1
     await feeder
