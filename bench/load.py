@@ -1,0 +1,231 @@
+"""The stream benchmark's load generator: a paced producer and a recommendations reader.
+
+One asyncio loop holds an aiokafka producer (behaviour events, keyed by user id, sent in small
+bursts every few milliseconds), an aiokafka consumer of the recommendations topic, and a lag
+probe. Latency is timed with one monotonic clock in this process: from just before an event
+is handed to the producer to the moment the first recommendation covering it is read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.kafka_probe import LagProbe
+from bench.report import cpu_seconds, percentile_ms
+from bench.workload import Workload
+from streams.demo import metric_sum, scrape
+from streams.settings import KafkaSettings
+
+TICK_S = 0.005  # the producer sends rate x 5 ms events per burst
+
+
+@dataclass
+class StepResult:
+    label: str
+    rate: float
+    wall_s: float
+    produced: int
+    processed: int  # applied + duplicate + dead-lettered during the step
+    applied: int
+    lag_end: int | None
+    backlog_end: int
+    drain_s: float
+    drained: bool
+    latencies: list[float] = field(default_factory=list)  # every covered event, seconds
+    source_latencies: list[float] = field(default_factory=list)  # source events only
+    worker_cores: float = 0.0
+    loadgen_cores: float = 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.applied / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def p50_ms(self) -> float | None:
+        return percentile_ms(self.latencies, 50)
+
+    @property
+    def p99_ms(self) -> float | None:
+        return percentile_ms(self.latencies, 99)
+
+    @property
+    def kept_up(self) -> bool:
+        """Drained after the step within max(3 s, 15% of the step): the backlog at the end
+        was what was in flight, not a queue that grew all along."""
+        return self.drained and self.drain_s <= max(3.0, 0.15 * self.wall_s)
+
+    def extra(self) -> dict:
+        return {
+            "rate_produced": round(self.produced / self.wall_s, 1) if self.wall_s else 0.0,
+            "kept_up": self.kept_up,
+            "backlog_end": self.backlog_end,
+            "drain_s": round(self.drain_s, 2),
+            "events_with_latency": len(self.latencies),
+            "source_events": len(self.source_latencies),
+            "source_p50_ms": percentile_ms(self.source_latencies, 50),
+            "source_p99_ms": percentile_ms(self.source_latencies, 99),
+            "max_ms": percentile_ms(self.latencies, 100),
+            "worker_cores_busy": round(self.worker_cores, 3),
+            "loadgen_cores_busy": round(self.loadgen_cores, 3),
+        }
+
+
+class LoadSession:
+    """Producer, recommendation reader and lag probe around one running worker."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        group: str,
+        port: int,
+        worker_pid: int,
+        workload: Workload,
+        drain_timeout_s: float,
+    ) -> None:
+        self.kafka, self.group, self.port, self.pid = kafka, group, port, worker_pid
+        self.wl = workload
+        self.drain_timeout_s = drain_timeout_s
+        self.produced = 0
+        self.sent_at: dict[str, float] = {}
+        self.pending: dict[str, deque[str]] = {}  # user -> event ids not yet covered
+        self.latency: dict[str, float] = {}
+        self.source_latency: dict[str, float] = {}
+        self.snapshot: tuple = ()
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(**self.kafka.aiokafka_kwargs(), acks="all", linger_ms=1)
+        self.consumer = AIOKafkaConsumer(
+            self.kafka.recommendations_topic,
+            **self.kafka.aiokafka_kwargs(),
+            group_id=f"bench-reader-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+        )
+        self.probe = LagProbe(self.kafka, self.kafka.behaviour_topic, self.group)
+        await self.producer.start()
+        await self.consumer.start()
+        await self.probe.start()
+        self._reader = asyncio.create_task(self._read())
+
+    async def stop(self) -> None:
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        await self.probe.stop()
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=50)
+            now = time.perf_counter()
+            for msgs in batch.values():
+                for m in msgs:
+                    rec = json.loads(m.value)
+                    self._covered(rec["user_id"], rec["source_event_id"], now)
+
+    def _covered(self, user: str, source: str, now: float) -> None:
+        q = self.pending.get(user)
+        if not q or source not in self.sent_at or source in self.latency:
+            return  # the second domain's recommendation of the same event, or unknown
+        self.source_latency[source] = now - self.sent_at[source]
+        while q:
+            eid = q.popleft()
+            self.latency[eid] = now - self.sent_at[eid]
+            if eid == source:
+                break
+
+    async def _send(self, ev: dict) -> asyncio.Future:
+        eid, user = ev["event_id"], ev["user_id"]
+        self.sent_at[eid] = time.perf_counter()
+        self.pending.setdefault(user, deque()).append(eid)
+        self.produced += 1
+        return await self.producer.send(
+            self.kafka.behaviour_topic, json.dumps(ev).encode(), key=user.encode()
+        )
+
+    async def _metric(self, *outcomes: str) -> float:
+        text = await asyncio.to_thread(scrape, self.port)
+        topic = self.kafka.behaviour_topic
+        return sum(metric_sum(text, "xrec_events_total", topic=topic, outcome=o) for o in outcomes)
+
+    async def processed(self) -> float:
+        return await self._metric("applied", "duplicate", "deadletter")
+
+    async def _drain(self, timeout_s: float | None = None) -> tuple[float, bool]:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < (timeout_s or self.drain_timeout_s):
+            if await self.processed() >= self.produced:
+                await asyncio.sleep(0.3)  # the last recommendations are on their way
+                return time.monotonic() - t0, True
+            await asyncio.sleep(0.1)
+        return time.monotonic() - t0, False
+
+    async def preload(self, timeout_s: float) -> dict:
+        """One event per user as fast as the producer goes; time the worker's drain."""
+        t0 = time.monotonic()
+        futs = [await self._send(ev) for ev in self.wl.first_pass("pre")]
+        await asyncio.gather(*futs)
+        produced_s = time.monotonic() - t0
+        _drain_s, ok = await self._drain(timeout_s)
+        total = time.monotonic() - t0
+        return {
+            "events": len(futs),
+            "produce_s": round(produced_s, 2),
+            "drained": ok,
+            "total_s": round(total, 2),
+            "backlog_drain_events_per_s": round(len(futs) / total, 1),
+            "note": "all users' first events produced at once: the worker drains a backlog "
+            "at its own maximum pace (a max-throughput figure, latency not meaningful)",
+        }
+
+    async def step(
+        self, rate: float, secs: float, label: str | None = None, on_end=None
+    ) -> StepResult:
+        """Offer ``rate`` ev/s for ``secs``; then measure lag and let the worker drain."""
+        label = label or f"r{rate:g}"
+        events = self.wl.random_events(label)
+        ids: list[str] = []
+        applied0, processed0 = await self._metric("applied"), await self.processed()
+        cpu_w0, cpu_l0 = cpu_seconds(self.pid), time.process_time()
+        futs = []
+        t0 = time.perf_counter()
+        while (now := time.perf_counter()) - t0 < secs:
+            due = int(rate * (now - t0)) - len(ids)
+            for _ in range(due):
+                ev = next(events)
+                ids.append(ev["event_id"])
+                futs.append(await self._send(ev))
+            await asyncio.sleep(TICK_S)
+        wall = time.perf_counter() - t0
+        if on_end is not None:
+            await on_end()
+        applied1, processed1 = await self._metric("applied"), await self.processed()
+        worker_cores = (cpu_seconds(self.pid) - cpu_w0) / wall
+        loadgen_cores = (time.process_time() - cpu_l0) / wall
+        lag = await self.probe.lag()
+        await asyncio.gather(*futs)
+        drain_s, drained = await self._drain()
+        return StepResult(
+            label=label,
+            rate=rate,
+            wall_s=wall,
+            produced=len(ids),
+            processed=int(processed1 - processed0),
+            applied=int(applied1 - applied0),
+            lag_end=lag,
+            backlog_end=int(self.produced - processed1),
+            drain_s=drain_s,
+            drained=drained,
+            latencies=[self.latency[e] for e in ids if e in self.latency],
+            source_latencies=[self.source_latency[e] for e in ids if e in self.source_latency],
+            worker_cores=worker_cores,
+            loadgen_cores=loadgen_cores,
+        )

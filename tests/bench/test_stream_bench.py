@@ -1,0 +1,33 @@
+"""The stream benchmark end to end on tiny sizes: broker, worker, load, JSON and PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.stream_bench import main
+
+pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.slow]
+
+
+def test_stream_bench_tiny(broker, model_dir: Path, tmp_path: Path) -> None:
+    argv = ["--bootstrap", broker.bootstrap, "--model-dir", str(model_dir)]
+    argv += ["--out-dir", str(tmp_path), "--source", "synthetic", "--min-items", "48"]
+    argv += ["--users", "20", "--rates", "40", "--step-s", "2", "--profile-s", "1"]
+    argv += ["--passthrough-events", "2000", "--no-fetch-probe", "--partitions", "2"]
+    assert main(argv) == 0
+    doc = json.loads((tmp_path / "stream.json").read_text())
+    assert (tmp_path / "stream.png").read_bytes()[:4] == b"\x89PNG"
+    assert doc["benchmark"] == "stream" and doc["date"] and doc["machine"]["cores"] >= 1
+    assert doc["workload"]["source"] == "synthetic" and doc["workload"]["preload"]["drained"]
+    (row,) = doc["rows"]
+    for key in ("rate_offered", "events_per_s", "p50_ms", "p99_ms", "lag_end"):
+        assert key in row
+    assert row["rate_offered"] == 40 and row["events_per_s"] > 0
+    assert row["p50_ms"] is not None and row["p99_ms"] >= row["p50_ms"] > 0
+    assert row["passthrough_events_per_s"] == doc["passthrough"]["events_per_s"] > 0
+    assert doc["passthrough"]["events"] == 2000
+    assert doc["profile"]["stages"] and doc["profile"]["cores_by_thread"]
+    assert set(doc["goals"]) >= {"sustained_2000_with_p99_under_100ms", "share_of_passthrough"}
