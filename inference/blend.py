@@ -45,8 +45,8 @@ class InterestModel(Protocol):
         """The interest vector of free text (a search, a review) in ``domain``."""
         ...
 
-    def item_vector_from_text(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
-        """The stored (retrieval) vector of a catalogue item known only by its text."""
+    def catalogue_vector(self, item_id: str, text_vector: np.ndarray, domain: str) -> np.ndarray:
+        """The vector stored for a catalogue item (the model's own, or placed from its text)."""
         ...
 
     def query(self, state: UserState, target: str) -> Query | None:
@@ -82,7 +82,7 @@ class TextSpaceModel:
     def text_input(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
         return text_vector
 
-    def item_vector_from_text(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
+    def catalogue_vector(self, item_id: str, text_vector: np.ndarray, domain: str) -> np.ndarray:
         return text_vector
 
     def query(self, state: UserState, target: str) -> Query | None:

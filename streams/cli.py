@@ -45,6 +45,9 @@ def worker(
     app_id: Annotated[str | None, typer.Option(envvar="WORKER_APP_ID")] = None,
     web_port: Annotated[int | None, typer.Option(envvar="WORKER_WEB_PORT")] = None,
     table_store: Annotated[str | None, typer.Option(envvar="WORKER_TABLE_STORE")] = None,
+    bundle_dir: Annotated[
+        Path | None, typer.Option(envvar="WORKER_BUNDLE_DIR", help="fitted bundle (xrec fit)")
+    ] = None,
     model_dir: Annotated[Path | None, typer.Option(envvar="MODEL_DIR")] = None,
     provider: Annotated[
         str | None, typer.Option(envvar="MODEL_PROVIDER", help="auto, cuda or cpu")
@@ -62,7 +65,11 @@ def worker(
     _logging(log_level)
     run_worker(
         KafkaSettings(**_set({}, bootstrap=bootstrap)),
-        WorkerSettings(**_set({}, app_id=app_id, web_port=web_port, table_store=table_store)),
+        WorkerSettings(
+            **_set(
+                {}, app_id=app_id, web_port=web_port, table_store=table_store, bundle_dir=bundle_dir
+            )
+        ),
         ModelSettings(**_set({}, dir=model_dir, provider=provider)),
         QdrantSettings(**_set({}, url=qdrant_url, path=qdrant_path)),
         loglevel=log_level,

@@ -9,17 +9,23 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inference.blend import InterestModel, TextSpaceModel
+from inference.errors import ConfigError
 from inference.interest import InterestParams
-from store.base import VectorStore
+from store.base import ItemPoint, VectorStore
 from streams.behaviour import BehaviourProcessor
 from streams.catalogue import CatalogueProcessor
 from streams.metrics import ENCODER_BATCH, ENCODER_DEVICE, ENCODER_SECONDS, MODEL
 from streams.resilience import StoreCaller
 from streams.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from inference.bundle_model import BundleModel
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +87,66 @@ class Runtime:
 def build_runtime(
     model_settings: object, qdrant_settings: object, worker: WorkerSettings
 ) -> Runtime:
-    """Load the encoder and open the store described by the settings."""
+    """Load the encoder, open the store, and pick the interest model the settings ask for.
+
+    With ``WORKER_BUNDLE_DIR`` the fitted bundle (``xrec fit``) serves: its items are seeded
+    into the store once; without it, items live in the text encoder's space.
+    """
     from inference.encoder import TextEncoder
     from store.factory import open_store
 
     encoder = TextEncoder(model_settings)
     store = open_store(qdrant_settings)
-    store.ensure_collections(encoder.dim)
     params = InterestParams(recent_items=worker.recent_items)
-    model = TextSpaceModel(version=encoder.model_version)
-    log.info("encoder %s on %s; store %s", encoder.model_version, encoder.provider, store)
+    model: InterestModel
+    if worker.bundle_dir is not None:
+        model = load_bundle_model(worker.bundle_dir, encoder.model_version)
+        params = model.interest_params(params)
+        store.ensure_collections(model.stored_dim)
+        seed_bundle_items(store, model)
+    else:
+        model = TextSpaceModel(version=encoder.model_version)
+        store.ensure_collections(encoder.dim)
+    log.info(
+        "model %s; encoder %s on %s; store %s",
+        model.version,
+        encoder.model_version,
+        encoder.provider,
+        store,
+    )
     return Runtime(encoder, store, model, params, max_backoff_s=worker.store_retry_max_s)
+
+
+def load_bundle_model(folder: Path, encoder_version: str) -> BundleModel:
+    """Load a bundle and check it was fitted for this text encoder."""
+    from inference.bundle_model import BundleModel
+
+    if not folder.is_dir():
+        raise ConfigError(
+            f"WORKER_BUNDLE_DIR={folder} is not a folder: run `xrec fit` first "
+            "or unset WORKER_BUNDLE_DIR to serve in the text space"
+        )
+    model = BundleModel.load(folder)
+    fitted_for = model.bundle.text_model
+    if fitted_for and fitted_for != encoder_version:
+        raise ConfigError(
+            f"bundle {folder} was fitted for text encoder {fitted_for}, the worker "
+            f"runs {encoder_version}: set MODEL_DIR to that model or refit"
+        )
+    return model
+
+
+def seed_bundle_items(store: VectorStore, model: BundleModel, batch: int = 1024) -> int:
+    """Upsert the bundle's fitted items unless the store already holds this bundle's vectors."""
+    points = model.bootstrap_points()
+    probe = store.get_items([points[0][0], points[-1][0]]) if points else {}
+    if (
+        len(probe) == 2
+        and all(np.allclose(probe[i].vector, v, atol=1e-5) for i, _, v in (points[0], points[-1]))
+        and store.count_items() >= len(points)
+    ):
+        return 0
+    for k in range(0, len(points), batch):
+        store.upsert_items([ItemPoint(i, d, v) for i, d, v in points[k : k + batch]])
+    log.info("seeded %d items of %s into the store", len(points), model.version)
+    return len(points)

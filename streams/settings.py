@@ -116,6 +116,9 @@ class WorkerSettings(BaseSettings):
     recent_items: int = Field(200, ge=1, description="consumed items remembered per user/domain")
     max_text_chars: int = Field(4000, ge=1, description="longer text fields are dead-lettered")
     max_event_bytes: int = Field(64_000, ge=1, description="larger events are dead-lettered")
+    bundle_dir: Path | None = Field(
+        None, description="fitted model bundle (xrec fit); unset = text-space model"
+    )
     store_retry_max_s: float = Field(30.0, gt=0, description="max backoff while the store is down")
 
     @model_validator(mode="after")

@@ -1,0 +1,106 @@
+"""The fitted bundle as the worker's interest model (the same code the offline evaluation runs).
+
+The vector store holds, per item, ``[output | input]``: the output part is what items are ranked
+by (collaborative + text, last coordinate log-popularity), the input part is what a user's
+interest accumulates when they touch the item. Queries carry zeros over the input part, so the
+dot product the store computes is exactly ``q · output``, and the worker reads an item's input
+vector back from the same point: one lookup, no second store, nothing lost on restart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inference.blend import ItemLike, Query, domain_vector
+from inference.bundle import ModelBundle
+from inference.errors import ModelError
+from inference.interest import InterestParams, UserState
+from inference.transfer import DomainSummary, query_vector
+
+
+@dataclass
+class BundleModel:
+    """Adapter from :class:`ModelBundle` to the worker's ``InterestModel`` protocol."""
+
+    bundle: ModelBundle
+    short_weight: float = 0.0  # the offline fit used long-term means only
+    version: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.version = f"bundle@{self.bundle.version}"
+        self._out = self.bundle.output_dim
+        self._in = self.bundle.input_dim
+
+    @classmethod
+    def load(cls, folder: Path) -> BundleModel:
+        """Load a bundle folder written by ``xrec fit``."""
+        return cls(ModelBundle.load(folder))
+
+    @property
+    def stored_dim(self) -> int:
+        """Dimension of item (and user) points in the vector store."""
+        return self._out + self._in
+
+    def interest_params(self, base: InterestParams) -> InterestParams:
+        """The worker's update parameters with the bundle's fitted recency half-life."""
+        h = self.bundle.params.half_life_events
+        return InterestParams(
+            half_life_events=h if h > 0 else math.inf,
+            half_life_s=base.half_life_s,
+            short_alpha=base.short_alpha,
+            recent_items=base.recent_items,
+            event_id_window=base.event_id_window,
+        )
+
+    def stored_vector(self, output: np.ndarray, inp: np.ndarray) -> np.ndarray:
+        return np.concatenate([output, inp]).astype(np.float32)
+
+    def item_input(self, item: ItemLike) -> np.ndarray:
+        vec = np.asarray(item.vector, np.float32)
+        if vec.shape[0] != self.stored_dim:
+            raise ModelError(
+                f"item {item.item_id!r} has a {vec.shape[0]}-d vector, this bundle "
+                f"stores {self.stored_dim}: re-index the catalogue for {self.version}"
+            )
+        return vec[self._out :]
+
+    def text_input(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
+        return self.bundle.text_input(text_vector, domain)
+
+    def catalogue_vector(self, item_id: str, text_vector: np.ndarray, domain: str) -> np.ndarray:
+        idx = self.bundle.index_of(item_id)
+        if idx is not None:  # fitted item: keep its collaborative vectors
+            return self.stored_vector(self.bundle.outputs[idx], self.bundle.inputs[idx])
+        if domain not in self.bundle.domains:
+            raise ModelError(
+                f"domain {domain!r} is not in bundle {self.bundle.version} "
+                f"(it has {', '.join(self.bundle.domains)}); refit with it"
+            )
+        new = self.bundle.vector_for_new_item(text_vector, domain)
+        return self.stored_vector(new.output, new.input)
+
+    def query(self, state: UserState, target: str) -> Query | None:
+        if target not in self.bundle.domains:
+            return None
+        summaries = {
+            name: DomainSummary(domain_vector(d, self.short_weight), d.count)
+            for name, d in state.domains.items()
+            if d.long_weight > 0
+        }
+        q, why = query_vector(summaries, target, self.bundle)
+        padded = np.zeros(self.stored_dim, np.float32)
+        padded[: self._out] = q
+        return Query(padded, why.strategy, {k: round(v, 4) for k, v in why.weights.items()})
+
+    def bootstrap_points(self) -> list[tuple[str, str, np.ndarray]]:
+        """(item id, domain, stored vector) of every fitted item, to seed the store."""
+        return [
+            (i, d, self.stored_vector(self.bundle.outputs[k], self.bundle.inputs[k]))
+            for k, (i, d) in enumerate(
+                zip(self.bundle.item_ids, self.bundle.item_domains, strict=True)
+            )
+        ]
