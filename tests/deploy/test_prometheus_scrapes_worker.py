@@ -34,12 +34,15 @@ class Prometheus:
         self.port, self.proc, self.log = port, proc, log
 
     def api(self, path: str, **params: str) -> dict:
+        """Query the HTTP API; raises OSError while the server is still starting (503)."""
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
                 return json.loads(r.read())
-        except urllib.error.HTTPError as e:  # 400/422 carry the PromQL error as JSON
-            return json.loads(e.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 503:  # TSDB still opening: "Service Unavailable", not JSON; retry
+                raise OSError("prometheus is not ready yet") from e
+            return json.loads(e.read())  # 400/422 carry the PromQL error as JSON
 
     def wait(self, what: str, probe) -> object:
         deadline = time.monotonic() + WAIT_S
