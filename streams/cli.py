@@ -153,19 +153,26 @@ def demo(
     )
 
 
+# Sub-apps that live outside streams/; a missing optional extra only hides its commands.
+_SUBCOMMANDS = [
+    ("exporter.cli", "model", "Export and validate the ONNX encoder (export extra)."),
+    ("bench.transfer_eval", "eval-transfer", "Fit and score cross-domain transfer on real data."),
+    ("bench.stream_bench", "bench-stream", "Throughput and latency of broker + worker."),
+    ("bench.encoder_bench", "bench-encoder", "Encoder texts/s per backend, batch and length."),
+    ("bench.memory_bench", "bench-memory", "Resident memory per user in state."),
+    ("bench.reliability", "reliability", "Fault injection and fuzzing figures."),
+]
+
+
 def _mount_optional() -> None:
-    try:
-        from exporter.cli import app as export_app
+    import importlib
 
-        app.add_typer(export_app, name="model", help="Export and validate the ONNX encoder.")
-    except ImportError:  # the export extra is not installed: the worker does not need it
-        pass
-    try:
-        from bench.transfer_eval import app as eval_app
-
-        app.add_typer(eval_app, name="eval-transfer", help="Cross-domain transfer evaluation.")
-    except ImportError:
-        pass
+    for module, name, help_text in _SUBCOMMANDS:
+        try:
+            sub = importlib.import_module(module).app
+        except ImportError:
+            continue
+        app.add_typer(sub, name=name, help=help_text)
 
 
 def main() -> None:
