@@ -78,12 +78,14 @@ def time_fn(fn: Callable[[], object], per_call: int, min_s: float, min_calls: in
     """Call ``fn`` (which handles ``per_call`` texts) until both minimums are met."""
     fn()  # warm-up (allocations, kernel selection)
     lat: list[float] = []
+    cpu0 = time.process_time()
     start = time.perf_counter()
     while len(lat) < min_calls or time.perf_counter() - start < min_s:
         t = time.perf_counter()
         fn()
         lat.append(time.perf_counter() - t)
     total = sum(lat)
+    wall = time.perf_counter() - start
     return {
         "calls": len(lat),
         "texts": per_call * len(lat),
@@ -91,6 +93,9 @@ def time_fn(fn: Callable[[], object], per_call: int, min_s: float, min_calls: in
         "texts_per_s": round(per_call * len(lat) / total, 1),
         "latency_p50_ms": percentile_ms(lat, 50),
         "latency_p99_ms": percentile_ms(lat, 99),
+        # this process's CPU over wall time: below the thread count = cores taken by others
+        "cores_used": round((time.process_time() - cpu0) / wall, 2),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -187,6 +192,7 @@ def run_benchmark(
             else {"skipped": gpu["reason"], "peak_tflops_table": GPU_PEAK_TFLOPS}
         ),
         "skipped": skipped,
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
         "notes": [
             "Every row includes tokenisation (HF tokenizers), padding to the batch's longest "
             "text, the model and pooling, unless kernel_only.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections import deque
@@ -42,6 +43,7 @@ class StepResult:
     source_latencies: list[float] = field(default_factory=list)  # source events only
     worker_cores: float = 0.0
     loadgen_cores: float = 0.0
+    load_avg: float = 0.0  # the machine's 1-minute load average at the end of the step
 
     @property
     def events_per_s(self) -> float:
@@ -74,6 +76,7 @@ class StepResult:
             "max_ms": percentile_ms(self.latencies, 100),
             "worker_cores_busy": round(self.worker_cores, 3),
             "loadgen_cores_busy": round(self.loadgen_cores, 3),
+            "load_avg_1m": self.load_avg,
         }
 
 
@@ -151,8 +154,17 @@ class LoadSession:
             self.kafka.behaviour_topic, json.dumps(ev).encode(), key=user.encode()
         )
 
+    async def scrape(self) -> str:
+        """/metrics, retried: a worker busy in a long batch can miss a 2 s scrape timeout."""
+        for _ in range(30):
+            text = await asyncio.to_thread(scrape, self.port, 5.0)
+            if text:
+                return text
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"the worker's /metrics on port {self.port} did not answer")
+
     async def _metric(self, *outcomes: str) -> float:
-        text = await asyncio.to_thread(scrape, self.port)
+        text = await self.scrape()
         topic = self.kafka.behaviour_topic
         return sum(metric_sum(text, "xrec_events_total", topic=topic, outcome=o) for o in outcomes)
 
@@ -228,4 +240,5 @@ class LoadSession:
             source_latencies=[self.source_latency[e] for e in ids if e in self.source_latency],
             worker_cores=worker_cores,
             loadgen_cores=loadgen_cores,
+            load_avg=round(os.getloadavg()[0], 2),
         )

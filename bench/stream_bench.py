@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import tempfile
 import time
@@ -203,7 +204,12 @@ def run_benchmark(
             "goals": _goals(rows, pt["events_per_s"]),
             "notes": notes + _standard_notes(),
             "total_s": round(time.monotonic() - t_all, 1),
+            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
         }
+        spy = tmp / "worker.speedscope.json"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if spy.is_file() and spy.stat().st_size < 4_000_000:  # open it in speedscope.app
+            (out_dir / "stream.speedscope.json").write_bytes(spy.read_bytes())
         write_json(out_dir / "stream.json", doc)
         plot_stream(rows, pt["events_per_s"], out_dir / "stream.png")
     finally:
@@ -272,10 +278,13 @@ async def _profile(session: LoadSession, rate: float, secs: float, pid: int, tmp
     spy = start_py_spy(pid, path, secs) if py_spy_binary() else None
     if spy is None:
         out["py_spy"] = "not installed (pip install py-spy): stage histograms only"
-    before = await asyncio.to_thread(scrape, session.port)
+    before = await session.scrape()
+    backlog = session.produced - await session.processed()
     threads0 = thread_cpu(pid)
     step = await session.step(rate, secs, label="profile", on_end=_snapshot(pid, session))
     threads1, after = session.snapshot
+    out["backlog_at_start"] = int(backlog)
+    out["saturated"] = step.backlog_end > step.rate or backlog > step.rate
     out["events_per_s"] = round(step.events_per_s, 1)
     out["worker_cores_busy"] = round(step.worker_cores, 3)
     out["stages"] = stage_profile(before, after, step.wall_s)
@@ -297,7 +306,7 @@ def _snapshot(pid: int, session: LoadSession):
     """A callback for the end of a step: thread CPU and a /metrics scrape, kept on the session."""
 
     async def take() -> None:
-        session.snapshot = (thread_cpu(pid), await asyncio.to_thread(scrape, session.port))
+        session.snapshot = (thread_cpu(pid), await session.scrape())
 
     return take
 
