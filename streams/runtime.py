@@ -128,7 +128,8 @@ def load_bundle_model(folder: Path, encoder_version: str) -> BundleModel:
         )
     model = BundleModel.load(folder)
     fitted_for = model.bundle.text_model
-    if fitted_for and fitted_for != encoder_version:
+    # The fit records the encoder version plus its precision variant (e.g. ...@3288c04a-fp32).
+    if fitted_for and not fitted_for.startswith(encoder_version):
         raise ConfigError(
             f"bundle {folder} was fitted for text encoder {fitted_for}, the worker "
             f"runs {encoder_version}: set MODEL_DIR to that model or refit"
