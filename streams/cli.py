@@ -157,6 +157,7 @@ def demo(
 _SUBCOMMANDS = [
     ("exporter.cli", "model", "Export and validate the ONNX encoder (export extra)."),
     ("bench.transfer_eval", "eval-transfer", "Fit and score cross-domain transfer on real data."),
+    ("bench.transfer_stream", "replay-transfer", "Prequential replay through the pipeline."),
     ("bench.stream_bench", "bench-stream", "Throughput and latency of broker + worker."),
     ("bench.encoder_bench", "bench-encoder", "Encoder texts/s per backend, batch and length."),
     ("bench.memory_bench", "bench-memory", "Resident memory per user in state."),
