@@ -72,6 +72,7 @@ class UserState:
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> last applied offset
     event_ids: list[str] = field(default_factory=list)
     events_applied: int = 0
+    space: str = ""  # version of the model whose item space the vectors live in
 
     def seen(self, event_id: str, partition: int | None, offset: int | None) -> bool:
         """True when this event was applied already (replayed offset or repeated id)."""
@@ -160,6 +161,7 @@ def dumps(state: UserState) -> bytes:
     """Serialise a state for the table (compact, versioned)."""
     meta: dict = {
         "v": 1,
+        "space": state.space,
         "offsets": {str(k): v for k, v in state.offsets.items()},
         "ids": state.event_ids,
         "n": state.events_applied,
@@ -194,6 +196,7 @@ def loads(raw: bytes | None) -> UserState:
         offsets={int(k): v for k, v in meta["offsets"].items()},
         event_ids=list(meta["ids"]),
         events_applied=meta["n"],
+        space=meta.get("space", ""),
     )
     for name, m in meta["domains"].items():
         dim = m["dim"]
@@ -207,6 +210,29 @@ def loads(raw: bytes | None) -> UserState:
             long_sum, m["w"], short, m["count"], m["t"], list(m["recent"])
         )
     return state
+
+
+def rebase(
+    state: UserState, item_inputs: dict[str, np.ndarray], space: str, params: InterestParams
+) -> None:
+    """Rebuild every domain's vectors in a new model space from its recent items.
+
+    After a model reload the old vectors mean nothing in the new space; the recent-items window
+    is what we still know, so interest is re-folded from it (equal weights: the window keeps no
+    actions). Counts, offsets and event ids are untouched, so idempotence is unaffected.
+    """
+    decay = 0.5 ** (1.0 / params.half_life_events)
+    for d in state.domains.values():
+        vecs = [item_inputs[i] for i in d.recent if i in item_inputs]
+        if not vecs:
+            dim = next(iter(item_inputs.values())).shape[0] if item_inputs else 0
+            d.long_sum, d.long_weight, d.short = np.zeros(dim, np.float32), 0.0, None
+            continue
+        w = decay ** np.arange(len(vecs) - 1, -1, -1)
+        d.long_sum = (w[:, None] * np.asarray(vecs, np.float32)).sum(axis=0).astype(np.float32)
+        d.long_weight = float(w.sum())
+        d.short = np.asarray(vecs[-1], np.float32).copy()
+    state.space = space
 
 
 def is_finite(state: UserState) -> bool:

@@ -163,5 +163,12 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
                 log.exception("catalogue batch of %d failed; retrying event by event", len(events))
                 await process_singly(events, lambda msgs, e: run_catalogue(msgs))
 
+    if worker.bundle_dir is not None:
+        bundle_dir = worker.bundle_dir
+
+        @app.timer(worker.bundle_reload_s)
+        async def reload_bundle() -> None:
+            await runtime.maybe_reload(bundle_dir)
+
     register_views(app, runtime)
     return app

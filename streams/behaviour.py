@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inference.blend import InterestModel
-from inference.errors import InvalidEventError
-from inference.interest import InterestParams, UserState, apply_event, dumps, loads
+from inference.errors import InvalidEventError, ModelError
+from inference.interest import InterestParams, UserState, apply_event, dumps, loads, rebase
 from store.base import ItemQuery, UserPoint, VectorStore
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.metrics import (
@@ -103,6 +103,7 @@ class BehaviourProcessor:
             for _, ev in events:
                 if ev.user_id not in states:
                     states[ev.user_id] = loads(state_get(ev.user_id))
+        await self._rebase_stale(states)
         fresh = [
             (m, ev)
             for m, ev in events
@@ -142,6 +143,28 @@ class BehaviourProcessor:
         if last:
             await self._recommend(last, states, out)
         return out
+
+    async def _rebase_stale(self, states: dict[str, UserState]) -> None:
+        """Move states built under an older model into the current model's item space."""
+        version = self.model.version
+        stale = [st for st in states.values() if st.space and st.space != version]
+        for st in states.values():
+            if not st.space:
+                st.space = version
+        if not stale:
+            return
+        ids = sorted({i for st in stale for d in st.domains.values() for i in d.recent})
+        with _Timer("state_rebase"):
+            items = await self.call_store("get_items", self.store.get_items, ids) if ids else {}
+            inputs = {}
+            for item_id, item in items.items():
+                try:
+                    inputs[item_id] = self.model.item_input(item)
+                except ModelError:  # not re-indexed for this model yet: leave it out
+                    continue
+            for st in stale:
+                rebase(st, inputs, version, self.params)
+        log.info("rebased %d user states onto %s", len(stale), version)
 
     def _parse(
         self, msgs: Sequence[SourceMessage], out: BatchOutput

@@ -6,16 +6,17 @@ embedded engine never race, and the encoder runs on its own thread, off the even
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from inference.blend import InterestModel, TextSpaceModel
-from inference.errors import ConfigError
+from inference.errors import ConfigError, RecommenderError
 from inference.interest import InterestParams
 from store.base import ItemPoint, VectorStore
 from streams.behaviour import BehaviourProcessor
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from inference.bundle_model import BundleModel
 
 log = logging.getLogger(__name__)
+P = TypeVar("P")
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Runtime:
     max_backoff_s: float = 30.0
 
     def __post_init__(self) -> None:
+        self._processors: list = []
         self.call_store = StoreCaller(self.store_thread, self.max_backoff_s)
         ENCODER_DEVICE.labels(self.encoder.provider).set(1)
         MODEL.info({"version": self.model.version, "provider": str(self.encoder.provider)})
@@ -59,25 +62,66 @@ class Runtime:
         return vecs
 
     def behaviour_processor(self, worker: WorkerSettings, topic: str) -> BehaviourProcessor:
-        return BehaviourProcessor(
-            settings=worker,
-            params=self.params,
-            model=self.model,
-            store=self.store,
-            call_store=self.call_store,
-            encode=self.encode,
-            topic=topic,
+        return self._track(
+            BehaviourProcessor(
+                settings=worker,
+                params=self.params,
+                model=self.model,
+                store=self.store,
+                call_store=self.call_store,
+                encode=self.encode,
+                topic=topic,
+            )
         )
 
     def catalogue_processor(self, worker: WorkerSettings, topic: str) -> CatalogueProcessor:
-        return CatalogueProcessor(
-            settings=worker,
-            model=self.model,
-            store=self.store,
-            call_store=self.call_store,
-            encode=self.encode,
-            topic=topic,
+        return self._track(
+            CatalogueProcessor(
+                settings=worker,
+                model=self.model,
+                store=self.store,
+                call_store=self.call_store,
+                encode=self.encode,
+                topic=topic,
+            )
         )
+
+    def _track(self, processor: P) -> P:
+        self._processors.append(processor)
+        return processor
+
+    async def maybe_reload(self, folder: Path) -> bool:
+        """Swap in the bundle at ``folder`` when its version changed; keep serving otherwise.
+
+        Loading and seeding run off the event loop; the swap itself is between two batches, and
+        user states follow lazily (each is rebased onto the new item space when next touched).
+        """
+        import asyncio
+
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return False  # being rewritten, or gone: try again at the next tick
+        if f"bundle@{manifest.get('version')}" == self.model.version:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            model = await loop.run_in_executor(
+                None, load_bundle_model, folder, self.encoder.model_version
+            )
+            await self.call_store("seed_bundle", _ensure_and_seed, self.store, model)
+        except RecommenderError as exc:
+            log.error("not reloading bundle %s: %s", folder, exc)
+            return False
+        self.model = model
+        self.params = model.interest_params(self.params)
+        for proc in self._processors:
+            proc.model = model
+            if hasattr(proc, "params"):
+                proc.params = self.params
+        MODEL.info({"version": model.version, "provider": str(self.encoder.provider)})
+        log.info("now serving %s", model.version)
+        return True
 
     def close(self) -> None:
         self.store_thread.shutdown(wait=True)
@@ -135,6 +179,11 @@ def load_bundle_model(folder: Path, encoder_version: str) -> BundleModel:
             f"runs {encoder_version}: set MODEL_DIR to that model or refit"
         )
     return model
+
+
+def _ensure_and_seed(store: VectorStore, model: BundleModel) -> int:
+    store.ensure_collections(model.stored_dim)  # a different dimension raises ConfigError
+    return seed_bundle_items(store, model)
 
 
 def seed_bundle_items(store: VectorStore, model: BundleModel, batch: int = 1024) -> int:

@@ -119,6 +119,9 @@ class WorkerSettings(BaseSettings):
     bundle_dir: Path | None = Field(
         None, description="fitted model bundle (xrec fit); unset = text-space model"
     )
+    bundle_reload_s: float = Field(
+        30.0, gt=0, description="how often to look for a new bundle version in WORKER_BUNDLE_DIR"
+    )
     store_retry_max_s: float = Field(30.0, gt=0, description="max backoff while the store is down")
 
     @model_validator(mode="after")

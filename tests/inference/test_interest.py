@@ -101,3 +101,17 @@ def test_text_space_model_transfers_and_blends() -> None:
     assert q2.vector[4] > 0 and q2.vector[5] > 0
     assert abs(sum(q2.weights.values()) - 1.0) < 1e-3
     assert model.query(UserState(), "video") is None
+
+
+def test_rebase_refolds_recent_items_in_the_new_space() -> None:
+    from inference.interest import rebase
+
+    s = UserState(space="old")
+    for n in range(3):
+        apply(s, n, vec=unit(n))
+    new = {f"i{n}": unit(7 - n) for n in range(3)}  # the same items, placed elsewhere
+    rebase(s, new, "new", InterestParams(half_life_events=1e9))
+    d = s.domains["a"]
+    np.testing.assert_allclose(d.mean()[5:8], [1 / 3] * 3, atol=1e-6)
+    assert s.space == "new" and d.count == 3 and s.events_applied == 3
+    assert loads(dumps(s)).space == "new"
