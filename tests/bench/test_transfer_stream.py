@@ -19,8 +19,16 @@ def test_stream_prequential_recall_equals_offline(tmp_path, model_dir, broker) -
     bundle, ids, domains, topic, _ = planted(seed=1)
     # Served without a text-encoder check: the planted bridge is 16-d, and this replay sends
     # no free text, so the worker's MiniLM encoder is never asked to feed it.
-    bundle = ModelBundle(bundle.item_ids, bundle.item_domains, bundle.inputs, bundle.outputs,
-                         bundle.projections, bundle.bridge, bundle.params, text_model="")
+    bundle = ModelBundle(
+        bundle.item_ids,
+        bundle.item_domains,
+        bundle.inputs,
+        bundle.outputs,
+        bundle.projections,
+        bundle.bridge,
+        bundle.params,
+        text_model="",
+    )
     bundle.save(tmp_path / "bundle")
     rng = np.random.default_rng(3)
     seqs, users = [], []
@@ -30,8 +38,10 @@ def test_stream_prequential_recall_equals_offline(tmp_path, model_dir, broker) -
         b = [i for i in range(len(ids)) if domains[i] == "b" and topic[i] == t]
         seqs.append(list(rng.choice(a, 3, replace=False)) + list(rng.choice(b, 3, replace=False)))
         users.append(f"replay-{u}")
-    events = {u: [e.__class__(e.user_id, e.k, ids[int(e.item_id)], e.domain) for e in evs]
-              for u, evs in replay_events(users, seqs, domains, 10).items()}
+    events = {
+        u: [e.__class__(e.user_id, e.k, ids[int(e.item_id)], e.domain) for e in evs]
+        for u, evs in replay_events(users, seqs, domains, 10).items()
+    }
     model = BundleModel.load(tmp_path / "bundle")
     offline = offline_hits(model, events, model.interest_params(InterestParams()))
     stream, facts = stream_hits(events, tmp_path / "bundle", model_dir)

@@ -32,10 +32,14 @@ def planted(seed: int = 0):
     centres = rng.normal(size=(TOPICS, 16))
     text = centres[topic] + 0.3 * rng.normal(size=(len(ids), 16))
     text /= np.linalg.norm(text, axis=1, keepdims=True)
-    a_items = {t: [i for i in range(len(ids)) if domains[i] == "a" and topic[i] == t]
-               for t in range(TOPICS)}
-    b_items = {t: [i for i in range(len(ids)) if domains[i] == "b" and topic[i] == t]
-               for t in range(TOPICS)}
+    a_items = {
+        t: [i for i in range(len(ids)) if domains[i] == "a" and topic[i] == t]
+        for t in range(TOPICS)
+    }
+    b_items = {
+        t: [i for i in range(len(ids)) if domains[i] == "b" and topic[i] == t]
+        for t in range(TOPICS)
+    }
     seqs = []
     for u in range(400):
         t = u % TOPICS
@@ -58,9 +62,19 @@ def user_in_a(model: BundleModel, ids, topic_of, t: int) -> UserState:
     for n, i in enumerate(a_topic[:3]):
         vec = model.catalogue_vector(ids[i], np.zeros(16, np.float32), "a")
         item = ItemPoint(ids[i], "a", vec)
-        apply_event(state, event_id=f"e{n}", domain="a", action="purchase",
-                    event_time=1e9 + n, vector=model.item_input(item), item_id=ids[i],
-                    rating=None, params=params, partition=0, offset=n)
+        apply_event(
+            state,
+            event_id=f"e{n}",
+            domain="a",
+            action="purchase",
+            event_time=1e9 + n,
+            vector=model.item_input(item),
+            item_id=ids[i],
+            rating=None,
+            params=params,
+            partition=0,
+            offset=n,
+        )
     return state
 
 
