@@ -179,11 +179,10 @@ class TextRidge:
         items = self.data.items_of(target)
         lp = np.log1p(self.data.counts)
         pop = lp[items] / lp.max()
-        out = np.empty((len(histories), items.size))
+        queries = np.empty((len(histories), self.text.shape[1]))
         for i, h in enumerate(histories):
             src = h[dom[h] != target]
             source = str(dom[src[0]])  # headline histories hold one source domain
             p = _mean_direction(self.text, src) @ self._maps[(source, target)]
-            p /= np.linalg.norm(p) + 1e-12
-            out[i] = self.text[items] @ p + self.pop_weight * pop
-        return out
+            queries[i] = p / (np.linalg.norm(p) + 1e-12)
+        return queries @ self.text[items].T + self.pop_weight * pop[None, :]

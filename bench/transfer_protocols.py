@@ -122,8 +122,9 @@ def sampled_cases(
         held = int(seq[-1])
         domain = str(item_domains[held])
         pool = pools[domain]
-        allowed = np.setdiff1d(pool, seq, assume_unique=False)
-        negs = rng.choice(allowed, size=min(negatives, allowed.size), replace=False)
+        # uniform without replacement over the unseen items: draw a few extra, drop the seen
+        draw = rng.choice(pool, size=min(pool.size, negatives + seq.size), replace=False)
+        negs = draw[~np.isin(draw, seq)][:negatives]
         out.append(SampledCase(seq[:-1], domain, np.concatenate([[held], negs])))
     return out
 

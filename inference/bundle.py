@@ -67,6 +67,8 @@ class ModelBundle:
     fit_info: Mapping[str, Any] = field(default_factory=dict)
     version: str = field(init=False)
     _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    _domain_array: np.ndarray = field(init=False, repr=False, compare=False)
+    _domains: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n, dim = self.inputs.shape
@@ -80,6 +82,8 @@ class ModelBundle:
             if p.shape != (dim, dim):
                 raise ModelError(f"projection {key} has shape {p.shape}, need {(dim, dim)}")
         object.__setattr__(self, "_index", {item: i for i, item in enumerate(self.item_ids)})
+        object.__setattr__(self, "_domain_array", np.asarray(self.item_domains))
+        object.__setattr__(self, "_domains", tuple(sorted(set(self.item_domains))))
         object.__setattr__(self, "version", self._content_hash())
 
     # -- lookups -------------------------------------------------------------------------
@@ -87,7 +91,7 @@ class ModelBundle:
     @property
     def domains(self) -> tuple[str, ...]:
         """Domains the bundle covers (sorted)."""
-        return tuple(sorted(set(self.item_domains)))
+        return self._domains
 
     @property
     def input_dim(self) -> int:
@@ -115,7 +119,7 @@ class ModelBundle:
 
     def items_of(self, domain: str) -> np.ndarray:
         """Row indices of the items of one domain."""
-        return np.flatnonzero(np.asarray(self.item_domains) == domain)
+        return np.flatnonzero(self._domain_array == domain)
 
     def has_projection(self, source: str, target: str) -> bool:
         """Whether interest can flow from ``source`` to ``target``."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import solve_triangular
 
 from inference.errors import ConfigError
 
@@ -100,7 +101,7 @@ def orthonormalise(block: np.ndarray) -> np.ndarray:
         gram = q.T @ q
         jitter = 1e-12 * max(float(np.trace(gram)), 1e-300) / gram.shape[0]
         factor = np.linalg.cholesky(gram + jitter * np.eye(gram.shape[0]))
-        q = np.linalg.solve(factor, q.T).T  # q @ inv(L).T
+        q = solve_triangular(factor, q.T, lower=True, check_finite=False).T  # q @ inv(L).T
     return q
 
 
