@@ -121,9 +121,15 @@ def _load(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:
     if len(raw) > max_bytes:
         raise InvalidEventError("oversize", f"{len(raw)} bytes > limit {max_bytes}")
     try:
-        obj = json.loads(raw)
+        # Strict UTF-8 (a BOM is tolerated): json.loads(bytes) would also take UTF-16/32 and let
+        # encoded surrogates (b"\xed\xa0\x80") through as lone surrogates ("surrogatepass").
+        obj = json.loads(raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEventError("unparseable", str(exc)[:200]) from exc
+    except RecursionError as exc:
+        # A few KB of "[[[[..." nest deeper than the interpreter's stack: without this the
+        # error escaped the parser and failed the whole micro-batch (found by fuzzing).
+        raise InvalidEventError("unparseable", "JSON nested too deeply") from exc
     if not isinstance(obj, dict):
         raise InvalidEventError("schema", f"expected a JSON object, got {type(obj).__name__}")
     return obj

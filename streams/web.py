@@ -1,9 +1,18 @@
-"""The worker's HTTP surface: ``/metrics`` for Prometheus and ``/healthz`` for probes."""
+"""The worker's HTTP surface: ``/metrics`` for Prometheus and ``/healthz`` for probes, only.
+
+Faust's web server mounts its own blueprints by default: ``/router/`` (cluster topology),
+``/table/`` (table names and *values* by key), ``/`` (a status page), and, when the
+``APP_WEB_*_ENABLED`` variables or ``debug`` turn them on, ``/stats/``, ``/assignment/``,
+``/graph/`` and ``/performance/``. The users table holds every user's interest state, so none
+of that may be served: :func:`register_views` empties Faust's blueprint list before the server
+starts, whatever the Faust settings or environment say, and every other path answers 404.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from faust.web.base import BlueprintManager
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.metrics import REGISTRY
@@ -13,9 +22,16 @@ if TYPE_CHECKING:
 
     from streams.runtime import Runtime
 
+#: The only paths the worker serves (GET and HEAD).
+PATHS = ("/metrics", "/healthz")
+
 
 def register_views(app: faust.App, runtime: Runtime) -> None:
-    """Add the two views to the Faust web server."""
+    """Serve the two views and nothing else on the Faust web server."""
+    # Blueprints are applied when the server starts (Web.init_server): an empty manager here
+    # means Faust's own views are never mounted. Checked against a running worker in
+    # tests/streams/test_security.py.
+    app.web.blueprints = BlueprintManager()
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
