@@ -128,7 +128,7 @@ def run_benchmark(
     from inference.batching import load_tokenizer
 
     model_dir = ensure_exported(model_dir)
-    started = now_iso()
+    started, host = now_iso(), machine()
     cores = os.cpu_count() or 1
     gpu = cuda_available()
     device = gpu["name_slug"] if gpu["available"] else f"cpu-{cores}core"
@@ -180,7 +180,7 @@ def run_benchmark(
         "benchmark": "encoder",
         "date": started,
         "device": device,
-        "machine": machine(),
+        "machine": host,
         "gpu": gpu,
         "model": _model_facts(model_dir),
         "threads": {"onnxruntime_intra_op": "default (= cores)", "torch": cores},

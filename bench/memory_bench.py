@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 from pathlib import Path
@@ -148,7 +149,7 @@ def bounds(dim: int = DIM) -> dict:
 
 def run_benchmark(*, users: int, events_per_domain: int, full_window: bool, out_dir: Path) -> dict:
     """Measure 1 and 2 domains per user (and the full-window bound); write memory.json."""
-    started = now_iso()
+    started, host = now_iso(), machine()
     configs = [(users, d, events_per_domain, False) for d in (1, 2)]
     if full_window:
         configs += [(users, d, events_per_domain, True) for d in (1, 2)]
@@ -156,7 +157,8 @@ def run_benchmark(*, users: int, events_per_domain: int, full_window: bool, out_
     doc = {
         "benchmark": "memory",
         "date": started,
-        "machine": machine(),
+        "machine": host,
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
         "method": "in-process build (not a live worker): states built through apply_event, "
         "stored as the users table stores them (dumps -> to_table -> JSON, key and value "
         "bytes in a dict like Faust's memory store); RSS delta of a fresh child process per "

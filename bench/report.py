@@ -21,6 +21,19 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_flags() -> list[str]:
+    """The SIMD flags that decide CPU inference speed (AVX2 / AVX-512 / VNNI)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+                return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def machine() -> dict:
     """Cores, CPU model, memory and the Python/OS versions of this machine."""
     mem_gib = None
@@ -33,6 +46,7 @@ def machine() -> dict:
     return {
         "cores": os.cpu_count(),
         "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "memory_gib": mem_gib,
         "python": platform.python_version(),
         "os": platform.platform(),
@@ -51,13 +65,13 @@ def git_info() -> dict:
         try:
             return subprocess.run(
                 ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout.rstrip("\n")
         except (OSError, subprocess.TimeoutExpired):
             return ""
 
     dirty = git("status", "--porcelain", "--", "streams", "inference", "store", "exporter")
     return {
-        "commit": git("rev-parse", "--short", "HEAD"),
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
         "uncommitted_product_changes": [line[3:] for line in dirty.splitlines()],
     }
 
@@ -109,25 +123,31 @@ def plot_stream(rows: list[dict], passthrough_eps: float | None, path: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [r for r in rows if r.get("p99_ms") is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pts = [r for r in rows if r.get("p99_ms") is not None and r.get("events_per_s", 0) > 0]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if pts:
         x = [r["events_per_s"] for r in pts]
-        ax.plot(x, [r["p50_ms"] for r in pts], "o-", label="p50")
-        ax.plot(x, [r["p99_ms"] for r in pts], "s-", label="p99")
-        for r in pts:
+        ax.plot(x, [r["p50_ms"] for r in pts], "-", color="tab:blue", lw=1)
+        ax.plot(x, [r["p99_ms"] for r in pts], "-", color="tab:orange", lw=1)
+        for r in pts:  # filled: kept up with the offered rate; hollow: fell behind
+            face = None if r.get("kept_up", True) else "none"
+            ax.plot(r["events_per_s"], r["p50_ms"], "o", color="tab:blue", mfc=face)
+            ax.plot(r["events_per_s"], r["p99_ms"], "s", color="tab:orange", mfc=face)
             ax.annotate(
-                f"{r['rate_offered']:g}/s",
+                f"{r['rate_offered']:g}/s offered",
                 (r["events_per_s"], r["p99_ms"]),
                 textcoords="offset points",
-                xytext=(4, 4),
+                xytext=(5, 3),
                 fontsize=7,
             )
+        ax.plot([], [], "o-", color="tab:blue", label="p50")
+        ax.plot([], [], "s-", color="tab:orange", label="p99 (hollow: fell behind)")
     ax.axhline(100, color="grey", ls=":", lw=1, label="p99 goal 100 ms")
     ax.axvline(2000, color="grey", ls="--", lw=1, label="goal 2,000 ev/s")
     if passthrough_eps:
         ax.axvline(passthrough_eps, color="tab:red", ls="-.", lw=1, label="passthrough")
     ax.set_yscale("log")
+    ax.set_xscale("log")
     ax.set_xlabel("sustained events/s (worker)")
     ax.set_ylabel("event produced → recommendation consumed (ms)")
     ax.set_title("xrec worker: latency vs throughput")

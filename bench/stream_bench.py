@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -32,7 +34,7 @@ from bench.profiling import (
     thread_cpu,
     thread_cpu_profile,
 )
-from bench.report import command_line, machine, now_iso, plot_stream, write_json
+from bench.report import command_line, machine, now_iso, plot_stream, rss_bytes, write_json
 from bench.workload import load_workload
 from streams.broker import LocalBroker, free_port, start_broker
 from streams.client import produce
@@ -129,7 +131,7 @@ def run_benchmark(
     from exporter.onnx_export import ensure_exported
 
     t_all = time.monotonic()
-    started = now_iso()
+    started, host = now_iso(), machine()
     wl = load_workload(source, data_dir=data_dir, min_items=min_items, users=users)
     model_dir = ensure_exported(model_dir)
     tmp = Path(tempfile.mkdtemp(prefix="xrec-bench-stream-"))
@@ -165,6 +167,7 @@ def run_benchmark(
             proc,
         )
         catalogue_s = time.monotonic() - t0
+        rss_catalogue = rss_bytes(proc.pid)
         session = LoadSession(kafka, app_id, port, proc.pid, wl, drain_timeout_s)
         steps, preload, profile = asyncio.run(
             _drive(session, rates, step_s, preload_timeout_s, profile_s, profile_rate, tmp, notes)
@@ -178,7 +181,7 @@ def run_benchmark(
         doc = {
             "benchmark": "stream",
             "date": started,
-            "machine": machine(),
+            "machine": host,
             "command": command_line(),
             "config": {
                 "step_s": step_s,
@@ -195,6 +198,7 @@ def run_benchmark(
                 "users": len(wl.users),
                 "catalogue_index_s": round(catalogue_s, 1),
                 "catalogue_items_per_s": round(wl.n_items / catalogue_s, 1),
+                "worker_rss_mib_after_catalogue": round(rss_catalogue / 2**20, 1),
                 "preload": preload,
             },
             "rows": rows,
@@ -252,7 +256,16 @@ async def _drive(
 ) -> tuple[list[StepResult], dict, dict]:
     await session.start()
     try:
+        rss0 = rss_bytes(session.pid)
         preload = await session.preload(preload_timeout_s)
+        rss1 = rss_bytes(session.pid)
+        preload["worker_rss_mib_before"] = round(rss0 / 2**20, 1)
+        preload["worker_rss_mib_after"] = round(rss1 / 2**20, 1)
+        preload["worker_rss_bytes_per_user"] = round((rss1 - rss0) / max(1, preload["events"]))
+        preload["rss_note"] = (
+            "worker RSS before/after the first event of every user: table state, the user "
+            "points upserted into the vector store (one per target domain) and allocator growth"
+        )
         if not preload["drained"]:
             notes.append(f"the preload was not processed within {preload_timeout_s:g} s")
         steps: list[StepResult] = []
@@ -402,6 +415,8 @@ def cli(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m bench.stream_bench [flags]``."""
+    # SIGTERM runs the finally blocks too, so the broker and worker children are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     typer.main.get_command(app).main(args=argv, prog_name="bench-stream", standalone_mode=False)
     return 0
 
