@@ -37,7 +37,7 @@ class BundleModel:
 
     @classmethod
     def load(cls, folder: Path) -> BundleModel:
-        """Load a bundle folder written by ``xrec fit``."""
+        """Load a bundle folder written by ``xrec eval-transfer --bundle-out DIR``."""
         return cls(ModelBundle.load(folder))
 
     @property

@@ -46,7 +46,10 @@ def worker(
     web_port: Annotated[int | None, typer.Option(envvar="WORKER_WEB_PORT")] = None,
     table_store: Annotated[str | None, typer.Option(envvar="WORKER_TABLE_STORE")] = None,
     bundle_dir: Annotated[
-        Path | None, typer.Option(envvar="WORKER_BUNDLE_DIR", help="fitted bundle (xrec fit)")
+        Path | None,
+        typer.Option(
+            envvar="WORKER_BUNDLE_DIR", help="fitted bundle (xrec eval-transfer --bundle-out)"
+        ),
     ] = None,
     model_dir: Annotated[Path | None, typer.Option(envvar="MODEL_DIR")] = None,
     provider: Annotated[

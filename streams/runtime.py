@@ -133,8 +133,9 @@ def build_runtime(
 ) -> Runtime:
     """Load the encoder, open the store, and pick the interest model the settings ask for.
 
-    With ``WORKER_BUNDLE_DIR`` the fitted bundle (``xrec fit``) serves: its items are seeded
-    into the store once; without it, items live in the text encoder's space.
+    With ``WORKER_BUNDLE_DIR`` the fitted bundle (``xrec eval-transfer --bundle-out DIR``)
+    serves: its items are seeded into the store once; without it, items live in the text
+    encoder's space.
     """
     from inference.encoder import TextEncoder
     from store.factory import open_store
@@ -167,8 +168,9 @@ def load_bundle_model(folder: Path, encoder_version: str) -> BundleModel:
 
     if not folder.is_dir():
         raise ConfigError(
-            f"WORKER_BUNDLE_DIR={folder} is not a folder: run `xrec fit` first "
-            "or unset WORKER_BUNDLE_DIR to serve in the text space"
+            f"WORKER_BUNDLE_DIR={folder} is not a folder: fit one with "
+            "`xrec eval-transfer --bundle-out DIR` first, or unset WORKER_BUNDLE_DIR to serve "
+            "in the text space"
         )
     model = BundleModel.load(folder)
     fitted_for = model.bundle.text_model

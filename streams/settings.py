@@ -117,7 +117,8 @@ class WorkerSettings(BaseSettings):
     max_text_chars: int = Field(4000, ge=1, description="longer text fields are dead-lettered")
     max_event_bytes: int = Field(64_000, ge=1, description="larger events are dead-lettered")
     bundle_dir: Path | None = Field(
-        None, description="fitted model bundle (xrec fit); unset = text-space model"
+        None,
+        description="fitted bundle (xrec eval-transfer --bundle-out); unset = text space",
     )
     bundle_reload_s: float = Field(
         30.0, gt=0, description="how often to look for a new bundle version in WORKER_BUNDLE_DIR"
