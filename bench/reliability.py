@@ -135,8 +135,11 @@ def _end_offsets_vs_records(kafka: Any, topic: str) -> dict[str, list[int]]:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 await c.getmany(timeout_ms=200)
-                hw = {tp: c.highwater(tp) for tp in tps}
-                if all(h is not None and await c.position(tp) >= h for tp, h in hw.items()):
+                done = True
+                for tp in tps:
+                    hw = c.highwater(tp)
+                    done = done and hw is not None and await c.position(tp) >= hw
+                if done:
                     break
             return {str(tp.partition): [listed[tp], c.highwater(tp) or 0] for tp in tps}
         finally:
@@ -255,7 +258,7 @@ def fuzz_worker(workers: _Workers, examples: int) -> dict:
 
     from streams.settings import WorkerSettings
     from tests.fixtures import bad_input as bi
-    from tests.fixtures.topic_reader import read_topic, user_states
+    from tests.fixtures.topic_reader import read_until, settled_user_states
 
     world = bi.fuzz_world()
     ws = WorkerSettings()
@@ -288,7 +291,7 @@ def fuzz_worker(workers: _Workers, examples: int) -> dict:
     _wait(lambda: w.metric("xrec_dead_letters_total") >= len(bad), 60)
     alive = w.proc.poll() is None
     health = w.healthz()["status"] if alive else "dead"
-    letters = read_topic(w.kafka, w.kafka.deadletter_topic)
+    letters = read_until(w.kafka, w.kafka.deadletter_topic, lambda r: len(r) >= len(bad))
     right, wrong = 0, []
     seen: Counter = Counter()
     for _, _, h in letters:
@@ -299,7 +302,8 @@ def fuzz_worker(workers: _Workers, examples: int) -> dict:
             right += 1
         else:
             wrong.append((case.kind, h["x-error-reason"].decode()))
-    counts = _count_applied(Counter(c.user for c in valid), user_states(w.kafka, w.app_id))
+    states = settled_user_states(w.kafka, w.app_id, len(valid))
+    counts = _count_applied(Counter(c.user for c in valid), states)
     w.stop()
     return {
         "inputs_tried": len(behaviour) + len(catalogue),
@@ -321,7 +325,7 @@ def _world(users: int, seed: int) -> Any:
 
 
 def sigkill_rounds(workers: _Workers, rounds: int, users: int, per_user: int) -> dict:
-    from tests.fixtures.topic_reader import user_states
+    from tests.fixtures.topic_reader import settled_user_states
 
     world = _world(users, 5)
     events = list(world.events(per_user=per_user, start_time=time.time() - 3600))
@@ -357,14 +361,7 @@ def sigkill_rounds(workers: _Workers, rounds: int, users: int, per_user: int) ->
             }
         )
     sent = Counter(e["user_id"] for e in events)
-    _wait(
-        lambda: (
-            sum(s.events_applied for s in user_states(w.kafka, w.app_id).values()) >= len(events)
-        ),
-        120,
-        1.0,
-    )
-    counts = _count_applied(sent, user_states(w.kafka, w.app_id))
+    counts = _count_applied(sent, settled_user_states(w.kafka, w.app_id, len(events), 120))
     skipped_last = w.metric("xrec_events_total", outcome="duplicate")
     dead = w.metric("xrec_dead_letters_total")
     ends = _end_offsets_vs_records(w.kafka, f"{w.app_id}-users-changelog")
@@ -383,7 +380,7 @@ def sigkill_rounds(workers: _Workers, rounds: int, users: int, per_user: int) ->
 
 
 def store_outage(workers: _Workers, root: Path, outage_s: float, users: int, per_user: int) -> dict:
-    from tests.fixtures.topic_reader import read_topic, user_states
+    from tests.fixtures.topic_reader import read_topic, read_until, settled_user_states
 
     world = _world(users, 21)
     events = list(world.events(per_user=per_user, start_time=time.time() - 3600))
@@ -411,11 +408,17 @@ def store_outage(workers: _Workers, root: Path, outage_s: float, users: int, per
     back = time.monotonic()
     _wait(lambda: w.metric("xrec_events_total", outcome="applied") >= len(events), 60, 0.1)
     caught_up = time.monotonic() - back
-    counts = _count_applied(Counter(e["user_id"] for e in events), user_states(w.kafka, w.app_id))
+    states = settled_user_states(w.kafka, w.app_id, len(events))
+    counts = _count_applied(Counter(e["user_id"] for e in events), states)
     during_ids = {e["event_id"] for e in during}
-    recs = [json.loads(v) for _, v, _ in read_topic(w.kafka, w.kafka.recommendations_topic)]
     users_during = {e["user_id"] for e in during}
-    served = {r["user_id"] for r in recs if r["source_event_id"] in during_ids}
+
+    def served_users(records: list) -> set[str]:
+        recs = [json.loads(v) for _, v, _ in records]
+        return {r["user_id"] for r in recs if r["source_event_id"] in during_ids}
+
+    topic = w.kafka.recommendations_topic
+    served = served_users(read_until(w.kafka, topic, lambda r: served_users(r) >= users_during))
     result = {
         "faults_injected": 1,
         "outage_s": outage_s,
@@ -434,7 +437,7 @@ def store_outage(workers: _Workers, root: Path, outage_s: float, users: int, per
 
 
 def poison(workers: _Workers, users: int, per_user: int) -> dict:
-    from tests.fixtures.topic_reader import read_topic, user_states
+    from tests.fixtures.topic_reader import read_until, settled_user_states
 
     world = _world(users, 21)
     events = list(world.events(per_user=per_user, start_time=time.time() - 3600))
@@ -448,8 +451,9 @@ def poison(workers: _Workers, users: int, per_user: int) -> dict:
     w.send(w.kafka.behaviour_topic, [*events[:half], pill, *events[half:]], "user_id")
     _wait(lambda: w.metric("xrec_events_total", outcome="applied") >= len(events), 60, 0.2)
     _wait(lambda: w.metric("xrec_dead_letters_total") >= 1, 30, 0.2)
-    letters = read_topic(w.kafka, w.kafka.deadletter_topic)
-    counts = _count_applied(Counter(e["user_id"] for e in events), user_states(w.kafka, w.app_id))
+    letters = read_until(w.kafka, w.kafka.deadletter_topic, lambda r: len(r) >= 1)
+    states = settled_user_states(w.kafka, w.app_id, len(events))
+    counts = _count_applied(Counter(e["user_id"] for e in events), states)
     result = {
         "faults_injected": 1,
         "partitions": 1,
@@ -472,7 +476,7 @@ def run(
     model_dir: Annotated[Path | None, typer.Option(help="exported model bundle")] = None,
     fuzz_examples: Annotated[int, typer.Option(help="hypothesis examples per processor")] = 150,
     worker_fuzz_examples: Annotated[int, typer.Option(help="generated streams sent raw")] = 20,
-    kill_rounds: Annotated[int, typer.Option(help="SIGKILL + restart rounds")] = 3,
+    kill_rounds: Annotated[int, typer.Option(help="SIGKILL + restart rounds")] = 5,
     outage_s: Annotated[float, typer.Option(help="vector-store outage length")] = 8.0,
     users: Annotated[int, typer.Option(help="users in the fault scenarios")] = 16,
     events_per_user: Annotated[int, typer.Option(help="events per user in them")] = 12,

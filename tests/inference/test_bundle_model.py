@@ -91,7 +91,7 @@ def test_query_matches_the_offline_transfer_code(world) -> None:
 
 
 def test_transfer_through_the_store_finds_the_topic(world, make_store) -> None:
-    bundle, ids, domains, topic, _ = world
+    bundle, ids, _domains, topic, _ = world
     model = BundleModel(bundle)
     store = make_store("edge")
     store.ensure_collections(model.stored_dim)

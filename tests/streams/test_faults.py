@@ -21,7 +21,7 @@ import pytest
 from streams.demo import wait_for
 from synth.generator import SyntheticWorld
 from tests.fixtures.faulty_worker import FaultyWorkerHandle
-from tests.fixtures.topic_reader import read_topic, user_states
+from tests.fixtures.topic_reader import read_topic, read_until, settled_user_states
 
 pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.slow]
 
@@ -90,16 +90,22 @@ def test_store_outage_backs_off_keeps_its_place_and_catches_up(make_worker, tmp_
         caught_up_s = time.monotonic() - back
         wait_for(lambda: http_get(w.web_port, "/healthz")[0] == 200, 10, "healthy again")
 
-        states = user_states(w.kafka, w.app_id)
+        states = settled_user_states(w.kafka, w.app_id, len(events))
         assert {u: s.events_applied for u, s in states.items()} == applied_per_user(events)
         assert w.metric("xrec_events_total", outcome="applied") == len(events)
         assert w.metric("xrec_events_total", outcome="duplicate") == 0
         assert not read_topic(w.kafka, w.kafka.deadletter_topic)
-        recs = [json.loads(v) for _, v, _ in read_topic(w.kafka, w.kafka.recommendations_topic)]
         during_ids = {e["event_id"] for e in during}
-        assert {r["user_id"] for r in recs if r["source_event_id"] in during_ids} == {
-            e["user_id"] for e in during
-        }
+        during_users = {e["user_id"] for e in during}
+
+        def served(records: list) -> set[str]:
+            recs = [json.loads(v) for _, v, _ in records]
+            return {r["user_id"] for r in recs if r["source_event_id"] in during_ids}
+
+        topic = w.kafka.recommendations_topic
+        assert served(read_until(w.kafka, topic, lambda r: served(r) >= during_users)) == (
+            during_users
+        )
         print(f"\nstore outage {OUTAGE_S}s: caught up {caught_up_s:.1f}s after it returned")
     finally:
         w.stop()
@@ -123,20 +129,22 @@ def test_poison_message_is_dead_lettered_and_its_partition_moves_on(make_worker)
         w.wait_metric("xrec_events_total", len(events), outcome="applied", timeout_s=60)
         w.wait_metric("xrec_dead_letters_total", 1, reason="processing_error", timeout_s=30)
 
-        letters = read_topic(w.kafka, w.kafka.deadletter_topic)
+        letters = read_until(w.kafka, w.kafka.deadletter_topic, lambda r: len(r) >= 1)
         assert len(letters) == 1
         _, value, headers = letters[0]
         assert json.loads(value)["event_id"] == "poison-1"
         assert headers["x-error-reason"] == b"processing_error"
         assert b"injected poison" in headers["x-error-message"]
-        states = user_states(w.kafka, w.app_id)
+        states = settled_user_states(w.kafka, w.app_id, len(events))
         assert {u: s.events_applied for u, s in states.items()} == applied_per_user(events)
         # the poison's own user goes on too: recommendations for events after it
-        recs = [json.loads(v) for _, v, _ in read_topic(w.kafka, w.kafka.recommendations_topic)]
-        later = {
-            e["event_id"] for e in events[len(events) // 2 :] if e["user_id"] == victim["user_id"]
-        }
-        assert any(r["source_event_id"] in later for r in recs)
+        after = events[len(events) // 2 :]
+        later = {e["event_id"] for e in after if e["user_id"] == victim["user_id"]}
+
+        def resumed(records: list) -> bool:
+            return any(json.loads(v)["source_event_id"] in later for _, v, _ in records)
+
+        assert resumed(read_until(w.kafka, w.kafka.recommendations_topic, resumed))
         assert w.proc is not None and w.proc.poll() is None
         assert http_get(w.web_port, "/healthz")[0] == 200
     finally:

@@ -39,7 +39,7 @@ from tests.fixtures.bad_input import (
     sample,
     unique_ids,
 )
-from tests.fixtures.topic_reader import read_topic, user_states
+from tests.fixtures.topic_reader import read_until, settled_user_states
 
 pytestmark = [pytest.mark.model]
 
@@ -206,7 +206,7 @@ def test_worker_dead_letters_generated_bad_input_and_applies_the_rest(make_worke
 
     assert w.proc is not None and w.proc.poll() is None, "the worker died"
     assert w.healthz()["status"] == "ok"
-    letters = read_topic(w.kafka, w.kafka.deadletter_topic)
+    letters = read_until(w.kafka, w.kafka.deadletter_topic, lambda r: len(r) >= len(bad))
     sources = {w.kafka.catalogue_topic: sent_c, w.kafka.behaviour_topic: sent_b}
     seen: Counter = Counter()
     for _, value, h in letters:
@@ -219,7 +219,7 @@ def test_worker_dead_letters_generated_bad_input_and_applies_the_rest(make_worke
         seen[(topic, where)] += 1
     assert len(seen) == len(bad) and set(seen.values()) == {1}
     expected = Counter(c.user for c in valid)
-    states = user_states(w.kafka, w.app_id)
+    states = settled_user_states(w.kafka, w.app_id, len(valid))
     assert {u: s.events_applied for u, s in states.items()} == dict(expected)
     assert w.metric("xrec_events_total", outcome="applied") == len(valid)
     kinds = Counter(c.kind for c in (*behaviour, *catalogue))
