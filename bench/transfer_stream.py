@@ -116,7 +116,9 @@ def stream_hits(
         model_dir=model_dir,
         qdrant_path=tmp / "qdrant",
         log_path=tmp / "worker.log",
-        extra_env={"WORKER_BUNDLE_DIR": str(bundle_dir)},
+        # Adaptation off: this replay checks the serving path against the offline ranking
+        # event by event; adaptation is measured by `xrec bench-drift`.
+        extra_env={"WORKER_BUNDLE_DIR": str(bundle_dir), "WORKER_DRIFT_ADAPTIVE": "false"},
     )
     facts: dict[str, float] = {}
     try:

@@ -8,11 +8,12 @@ With a fitted bundle (:mod:`inference.transfer`) the same call shape uses learne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from inference.drift import DriftParams, observe_user
 from inference.interest import DomainInterest, UserState
 
 
@@ -53,6 +54,15 @@ class InterestModel(Protocol):
         """The target-domain query vector for this user, or None when nothing is known."""
         ...
 
+    @property
+    def serving_version(self) -> str:
+        """The version recommendations report (advances as the model adapts online)."""
+        ...
+
+    def learn(self, state: UserState, domain: str, partition: int, offset: int) -> list[str]:
+        """Adapt after an event applied to ``state`` in ``domain``; the drift levels detected."""
+        ...
+
 
 class ItemLike(Protocol):
     item_id: str
@@ -60,9 +70,14 @@ class ItemLike(Protocol):
     vector: np.ndarray
 
 
-def domain_vector(d: DomainInterest, short_weight: float) -> np.ndarray:
-    """Long-term mean nudged towards the short-term EMA (weight grows while a user drifts)."""
+def domain_vector(d: DomainInterest, short_weight: float, drifting: float = 0.8) -> np.ndarray:
+    """Long-term mean nudged towards the short-term EMA; ``drifting`` while a user drifts.
+
+    ``d.drift_left`` is only ever set by the user drift detector (:mod:`inference.drift`).
+    """
     mean = d.mean()
+    if d.drift_left > 0:
+        short_weight = max(short_weight, drifting)
     if d.short is None or short_weight <= 0:
         return mean
     return (1.0 - short_weight) * mean + short_weight * d.short
@@ -75,6 +90,16 @@ class TextSpaceModel:
     version: str
     own_prior: float = 3.0
     short_weight: float = 0.3
+    drift: DriftParams = field(default_factory=DriftParams)
+
+    @property
+    def serving_version(self) -> str:
+        return self.version
+
+    def learn(self, state: UserState, domain: str, partition: int, offset: int) -> list[str]:
+        """User drift only: the text space has no projection to refine."""
+        d = state.domains.get(domain)
+        return ["user"] if d is not None and observe_user(d, self.drift) else []
 
     def item_input(self, item: ItemLike) -> np.ndarray:
         return item.vector
@@ -98,10 +123,12 @@ class TextSpaceModel:
         vec = np.zeros_like(next(iter(state.domains.values())).long_sum)
         if n_own:
             weights[target] = c_own if total_other else 1.0
-            vec += weights[target] * domain_vector(own, self.short_weight)
+            vec += weights[target] * domain_vector(
+                own, self.short_weight, self.drift.user_short_weight
+            )
         for name, d in others.items():
             weights[name] = (1.0 - (c_own if n_own else 0.0)) * d.count / total_other
-            vec += weights[name] * domain_vector(d, self.short_weight)
+            vec += weights[name] * domain_vector(d, self.short_weight, self.drift.user_short_weight)
         strategy = (
             Strategy.BLEND
             if n_own and total_other

@@ -17,8 +17,10 @@ import numpy as np
 
 from inference.blend import ItemLike, Query, domain_vector
 from inference.bundle import ModelBundle
+from inference.drift import DriftParams, observe_user
 from inference.errors import ModelError
 from inference.interest import InterestParams, UserState
+from inference.online_projection import OnlineProjections
 from inference.transfer import DomainSummary, query_vector
 
 
@@ -28,12 +30,30 @@ class BundleModel:
 
     bundle: ModelBundle
     short_weight: float = 0.0  # the offline fit used long-term means only
-    version: str = field(init=False)
+    drift: DriftParams = field(default_factory=DriftParams)
+    version: str = field(init=False)  # the item space: user states are rebased when it changes
+    online: OnlineProjections = field(init=False)
 
     def __post_init__(self) -> None:
         self.version = f"bundle@{self.bundle.version}"
         self._out = self.bundle.output_dim
         self._in = self.bundle.input_dim
+        self.online = OnlineProjections(self.bundle, self.drift)
+
+    @property
+    def serving_version(self) -> str:
+        """The bundle plus how many pairs have refined its projections online."""
+        return f"{self.version}+{self.online.version}" if self.drift.adaptive else self.version
+
+    def learn(self, state: UserState, domain: str, partition: int, offset: int) -> list[str]:
+        """User drift in ``domain``, then refine the projections with the user's pairs."""
+        levels = []
+        d = state.domains.get(domain)
+        if d is not None and observe_user(d, self.drift):
+            levels.append("user")
+        if self.online.observe(state, partition, offset):
+            levels.append("population")
+        return levels
 
     @classmethod
     def load(cls, folder: Path) -> BundleModel:
@@ -87,11 +107,13 @@ class BundleModel:
         if target not in self.bundle.domains:
             return None
         summaries = {
-            name: DomainSummary(domain_vector(d, self.short_weight), d.count)
+            name: DomainSummary(
+                domain_vector(d, self.short_weight, self.drift.user_short_weight), d.count
+            )
             for name, d in state.domains.items()
             if d.long_weight > 0
         }
-        q, why = query_vector(summaries, target, self.bundle)
+        q, why = query_vector(summaries, target, self.bundle, self.online.projection)
         padded = np.zeros(self.stored_dim, np.float32)
         padded[: self._out] = q
         return Query(padded, why.strategy, {k: round(v, 4) for k, v in why.weights.items()})

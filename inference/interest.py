@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +56,9 @@ class DomainInterest:
     count: int = 0
     last_time: float = 0.0
     recent: list[str] = field(default_factory=list)
+    # user-level drift (inference.drift): Page-Hinkley state, events left in drift mode
+    drift_ph: list[float] | None = None
+    drift_left: int = 0
 
     def mean(self) -> np.ndarray:
         """Long-term interest: the decayed, weighted mean of touched vectors."""
@@ -73,6 +76,9 @@ class UserState:
     event_ids: list[str] = field(default_factory=list)
     events_applied: int = 0
     space: str = ""  # version of the model whose item space the vectors live in
+    # Per-user rate limit (token bucket on the record-timestamp clock; None = full bucket).
+    rate_tokens: float | None = None
+    rate_at: float = 0.0
 
     def seen(self, event_id: str, partition: int | None, offset: int | None) -> bool:
         """True when this event was applied already (replayed offset or repeated id)."""
@@ -101,11 +107,13 @@ def apply_event(
     params: InterestParams,
     partition: int | None = None,
     offset: int | None = None,
+    item_ids: Sequence[str] = (),
 ) -> bool:
     """Apply one event to ``state`` in place. Returns False when it was already applied.
 
     ``vector`` is what the event says about interest (the item's vector, or the encoded text of a
-    search); None when the event carries no usable vector (it is still counted once).
+    search, or the mean of a basket's items); None when the event carries no usable vector (it is
+    still counted once). ``item_ids`` names the items of a multi-item event, like ``item_id``.
     """
     if state.seen(event_id, partition, offset):
         return False
@@ -133,11 +141,11 @@ def apply_event(
             )
     d.count += 1
     d.last_time = max(d.last_time, event_time)
-    if item_id is not None:
-        if item_id in d.recent:
-            d.recent.remove(item_id)
-        d.recent.append(item_id)
-        del d.recent[: -params.recent_items]
+    for item in (item_id, *item_ids) if item_id is not None else item_ids:
+        if item in d.recent:
+            d.recent.remove(item)
+        d.recent.append(item)
+    del d.recent[: -params.recent_items]
     if partition is not None and offset is not None:
         state.offsets[partition] = offset
     state.event_ids.append(event_id)
@@ -167,6 +175,8 @@ def dumps(state: UserState) -> bytes:
         "n": state.events_applied,
         "domains": {},
     }
+    if state.rate_tokens is not None:
+        meta["rl"] = [state.rate_tokens, state.rate_at]
     blobs: list[bytes] = []
     for name, d in state.domains.items():
         has_short = d.short is not None
@@ -178,6 +188,9 @@ def dumps(state: UserState) -> bytes:
             "dim": int(d.long_sum.shape[0]),
             "short": has_short,
         }
+        if d.drift_ph is not None:
+            meta["domains"][name]["ph"] = d.drift_ph
+            meta["domains"][name]["dl"] = d.drift_left
         blobs.append(np.asarray(d.long_sum, np.float32).tobytes())
         if has_short:
             blobs.append(np.asarray(d.short, np.float32).tobytes())
@@ -198,6 +211,8 @@ def loads(raw: bytes | None) -> UserState:
         events_applied=meta["n"],
         space=meta.get("space", ""),
     )
+    if "rl" in meta:
+        state.rate_tokens, state.rate_at = meta["rl"]
     for name, m in meta["domains"].items():
         dim = m["dim"]
         long_sum = np.frombuffer(raw, np.float32, dim, pos).copy()
@@ -207,7 +222,14 @@ def loads(raw: bytes | None) -> UserState:
             short = np.frombuffer(raw, np.float32, dim, pos).copy()
             pos += 4 * dim
         state.domains[name] = DomainInterest(
-            long_sum, m["w"], short, m["count"], m["t"], list(m["recent"])
+            long_sum,
+            m["w"],
+            short,
+            m["count"],
+            m["t"],
+            list(m["recent"]),
+            m.get("ph"),
+            m.get("dl", 0),
         )
     return state
 

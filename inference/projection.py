@@ -66,23 +66,29 @@ class ProjectionStats:
             forget * self.weight + 1.0,
         )
 
-    def solve(self, l2: float, dim: int) -> np.ndarray:
-        """The projection matrix [dim, dim]: ridge towards the identity on the top ``rank``.
+    def solve(self, l2: float, dim: int, prior: np.ndarray | None = None) -> np.ndarray:
+        """The projection matrix [dim, dim]: ridge towards ``prior`` on the top ``rank``.
 
-        ``l2`` is relative to the average eigenvalue of the Gram matrix, so its meaning does not
-        change with the scale of the vectors or the number of pairs.
+        ``prior`` defaults to the identity (the offline fit); the online refinement pulls towards
+        the offline projection instead. ``l2`` is relative to the average eigenvalue of the Gram
+        matrix, so its meaning does not change with the scale of the vectors or the number of pairs.
         """
         r = self.rank
         out = np.zeros((dim, dim), dtype=np.float64)
-        eye = np.eye(r)
+        pull = np.eye(r) if prior is None else np.asarray(prior, np.float64)[:r, :r]
         scale = np.trace(self.gram) / r if self.weight > 0 else 0.0
         lam = l2 * scale
         if lam <= 0.0:
-            out[:r, :r] = eye  # no evidence (or no pull): the identity prior
+            out[:r, :r] = pull  # no evidence (or no pull): the prior
             return out
-        # argmin ||Z P - M||^2 + lam ||P - I||^2
-        out[:r, :r] = np.linalg.solve(self.gram + lam * eye, self.cross + lam * eye)
+        # argmin ||Z P - M||^2 + lam ||P - prior||^2
+        out[:r, :r] = np.linalg.solve(self.gram + lam * np.eye(r), self.cross + lam * pull)
         return out
+
+    def __add__(self, other: ProjectionStats) -> ProjectionStats:
+        return ProjectionStats(
+            self.gram + other.gram, self.cross + other.cross, self.weight + other.weight
+        )
 
 
 def fit_projection(

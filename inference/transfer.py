@@ -17,7 +17,7 @@ evidence, not hard-coded here. numpy only: this runs in the streaming worker.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -101,9 +101,16 @@ def domain_summaries(
 
 
 def query_vector(
-    states: Mapping[str, DomainSummary], target: str, bundle: ModelBundle
+    states: Mapping[str, DomainSummary],
+    target: str,
+    bundle: ModelBundle,
+    projection: Callable[[str, str], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, Explanation]:
-    """The target-domain query (length ``bundle.output_dim``) and how it was formed."""
+    """The target-domain query (length ``bundle.output_dim``) and how it was formed.
+
+    ``projection(source, target)`` overrides the bundle's projections (the online ones).
+    """
+    project = projection or bundle.projection
     if target not in bundle.domains:
         raise ModelError(f"the bundle has no domain {target!r} (it has {bundle.domains})")
     params = bundle.params
@@ -126,13 +133,11 @@ def query_vector(
     if own is not None and n_own > 0:
         c_own = n_own / (n_own + params.own_prior) if n_other else 1.0
         weights[target] = c_own
-        q[:dim] += c_own * (_checked(own.mean, dim) @ bundle.projection(target, target))
+        q[:dim] += c_own * (_checked(own.mean, dim) @ project(target, target))
     for name, s in sources.items():
         w = (1.0 - c_own) * s.count / n_other
         weights[name] = w
-        q[:dim] += (
-            w * params.transfer_gain * (_checked(s.mean, dim) @ bundle.projection(name, target))
-        )
+        q[:dim] += w * params.transfer_gain * (_checked(s.mean, dim) @ project(name, target))
     q[dim] = params.pop_weight
     strategy = Strategy.BLEND if n_own and n_other else Strategy.OWN if n_own else Strategy.TRANSFER
     return q.astype(np.float32), Explanation(strategy, weights, params.pop_weight)

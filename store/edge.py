@@ -7,13 +7,17 @@ know about the engine (qdrant-edge-py 0.9, checked by the tests here):
   process loses nothing; ``close`` flushes segments so that the next open need not replay it.
   A directory can be open by one shard at a time (the WAL is locked): one worker per path.
 * Indexing: Edge has no background optimiser. Points land in a plain (brute-force) segment
-  until ``optimize()`` builds HNSW: call it after a bulk load, then rarely. It is CPU-heavy
-  (2 busy cores: ~10-40 s for 20-30k×384) and HOLDS THE GIL throughout (measured: a Python
-  ticker thread stalled for the whole 12 s), so an executor thread does not help: the event
-  loop freezes too. Run it at startup before consuming, or in a maintenance pause.
+  until ``optimize()`` builds HNSW; unindexed items cost ~0.2 us each per query (36k items:
+  ~7 ms a query, against ~0.3 ms with HNSW). ``optimize`` is a ~50 us no-op until the plain
+  segment holds ``indexing_threshold`` KB (default 10 MB, ~6.6k 384-d items); then it merges
+  it into the indexed segment, rebuilding the whole graph (36k items: ~5 s with int8, ~15 s
+  without, on 2 cores). It HOLDS THE GIL throughout, as does every query (measured with a
+  ticker thread): an executor thread does not keep the event loop running. The worker calls
+  it at startup and when the catalogue stream goes idle (``Runtime.optimize_store``).
 * Filtered search: a domain filter that drops about half the points strands plain HNSW walks
   (recall@10 0.79, some queries returning 1 of 10 hits); ACORN in the search params fixes it
-  (0.99). Never assume ``len(hits) == k`` even when the domain has enough items.
+  (0.99) at 1.5-2x the cost, hence only below ``acorn_max_selectivity``. Never assume
+  ``len(hits) == k`` even when the domain has enough items.
 * Filters: ``Filter(must=[FieldCondition(key, match=MatchValue(v))], must_not=[HasIdCondition(
   {uuid, ...})])``; ``HasIdCondition`` takes a *set* of UUIDs (or ints/UUID strings).
 * Errors are bare ``Exception`` ("Service runtime error: ..."), hence ``engine_errors``.
@@ -21,6 +25,7 @@ know about the engine (qdrant-edge-py 0.9, checked by the tests here):
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,7 @@ from store.base import (
     item_point_id,
     user_point_id,
 )
+from store.edge_config import edge_config, search_params
 from store.settings import QdrantSettings
 
 _CONFIG_FILE = "edge_config.json"
@@ -59,23 +65,13 @@ class EdgeStore:
         self._shards: dict[str, qe.EdgeShard] = {}
         self._dims: dict[str, int | None] = {"items": None, "users": None}
         self._domains: set[str] | None = None
-        self._search = _search_params(settings)
+        # point id -> (item id, domain): hits come back without payload (converting payloads
+        # to Python dicts was ~20% of a query); see _item_names.
+        self._names_by_id: dict[uuid.UUID, tuple[str, str]] | None = None
+        self._search = search_params(settings)
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    def _config(self, dim: int) -> qe.EdgeConfig:
-        s = self._settings
-        return qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot),
-            hnsw_config=qe.HnswIndexConfig(
-                # In KB of vectors: a filter matching less (~6.6k 384-d items) is answered
-                # by exact search over the payload index instead of the graph.
-                m=s.hnsw_m,
-                ef_construct=s.hnsw_ef_construct,
-                full_scan_threshold=10_000,
-            ),
-        )
 
     def _open(self, role: str, dim: int | None) -> qe.EdgeShard:
         """Open (or create, when ``dim`` is given) the shard of ``role``."""
@@ -85,7 +81,8 @@ class EdgeStore:
         if (path / _CONFIG_FILE).is_file():
             try:
                 # With a config, load checks it against the segments (size and distance).
-                shard = qe.EdgeShard.load(str(path), self._config(dim) if dim else None)
+                config = edge_config(self._settings, role, dim) if dim else None
+                shard = qe.EdgeShard.load(str(path), config)
             except Exception as exc:
                 if "incompatible" in str(exc).lower():
                     raise ConfigError(
@@ -101,7 +98,7 @@ class EdgeStore:
         else:
             with engine_errors(f"creating {path}"):
                 path.mkdir(parents=True, exist_ok=True)
-                shard = qe.EdgeShard.create(str(path), self._config(dim))
+                shard = qe.EdgeShard.create(str(path), edge_config(self._settings, role, dim))
         return shard
 
     def _shard(self, role: str) -> qe.EdgeShard:
@@ -132,10 +129,14 @@ class EdgeStore:
                 )
 
     def optimize(self) -> None:
-        """Build HNSW and merge segments now; blocks, holding the GIL, until done."""
-        for role in ("items", "users"):
-            with engine_errors(f"optimizing {self._names[role]}"):
-                self._shard(role).optimize()
+        """Build HNSW over the items waiting in the plain segment; blocks, holding the GIL.
+
+        A no-op (~50 us) unless at least ``indexing_threshold_kb`` of new vectors are waiting:
+        after the first build, later calls index only the new segment, not the whole shard.
+        The users shard is never indexed (see ``store.edge_config``).
+        """
+        with engine_errors(f"optimizing {self._names['items']}"):
+            self._shard("items").optimize()
 
     def index_stats(self) -> dict[str, int]:
         """Items shard: points, vectors in HNSW segments, segments (for logs and metrics)."""
@@ -183,6 +184,9 @@ class EdgeStore:
                 shard.update(qe.UpdateOperation.upsert_points(ops))
         if self._domains is not None:
             self._domains.update(p.domain for p in points)
+        if self._names_by_id is not None:
+            for p in points:
+                self._names_by_id[item_point_id(p.item_id)] = (p.item_id, p.domain)
 
     def delete_items(self, item_ids: Iterable[str]) -> None:
         """Delete items by id; unknown ids are ignored."""
@@ -192,6 +196,9 @@ class EdgeStore:
         with engine_errors("deleting items"):
             self._shard("items").update(qe.UpdateOperation.delete_points(ids))
         self._domains = None  # a domain may have lost its last item
+        if self._names_by_id is not None:
+            for i in ids:
+                self._names_by_id.pop(i, None)
 
     def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemPoint]:
         """The stored items among ``item_ids``; missing ids are absent."""
@@ -233,7 +240,7 @@ class EdgeStore:
             limit=q.k,
             query=qe.Query.Nearest(q.vector.tolist()),
             filter=qe.Filter(must=[_domain_is(q.domain)], must_not=must_not),
-            with_payload=True,
+            with_payload=False,
             params=self._search,
         )
 
@@ -243,7 +250,7 @@ class EdgeStore:
             return []
         request = self._request(q)
         with engine_errors("querying items"):
-            return _hits(self._shard("items").query(request))
+            return self._hits(self._shard("items").query(request))
 
     def query_items_batch(self, qs: Sequence[ItemQuery]) -> list[list[Hit]]:
         """Every query in one ``query_batch`` call (planned together by the engine)."""
@@ -255,7 +262,41 @@ class EdgeStore:
         with engine_errors("querying items (batch)"):
             results = self._shard("items").query_batch(batch)
         for i, points in zip(live, results, strict=True):
-            out[i] = _hits(points)
+            out[i] = self._hits(points)
+        return out
+
+    def _item_names(self) -> dict[uuid.UUID, tuple[str, str]]:
+        """Point id -> (item id, domain) of every item, read once from the shard.
+
+        Kept in step by upsert_items/delete_items: this object is the shard's only writer (the
+        directory's WAL is locked by one process), so the map cannot go stale. ~10 MB per 36k
+        items.
+        """
+        if self._names_by_id is None:
+            names: dict[uuid.UUID, tuple[str, str]] = {}
+            offset = None
+            with engine_errors("listing items"):
+                while True:
+                    request = qe.ScrollRequest(offset=offset, limit=4096, with_payload=True)
+                    records, offset = self._shard("items").scroll(request)
+                    for r in records:
+                        payload = r.payload or {}
+                        names[_uuid(r.id)] = (payload[ITEM_ID_KEY], payload[DOMAIN_KEY])
+                    if offset is None:
+                        break
+            self._names_by_id = names
+        return self._names_by_id
+
+    def _hits(self, points: Sequence[qe.ScoredPoint]) -> list[Hit]:
+        names = self._item_names()
+        if any(_uuid(p.id) not in names for p in points):
+            self._names_by_id = None  # cannot happen (see _item_names); if it did, reread once
+            names = self._item_names()
+        out = []
+        for p in points:
+            item = names.get(_uuid(p.id))
+            if item is not None:
+                out.append(Hit(item[0], item[1], float(p.score)))
         return out
 
     # -- users -----------------------------------------------------------------------------
@@ -288,23 +329,9 @@ class EdgeStore:
         return vec
 
 
-def _search_params(settings: QdrantSettings) -> qe.SearchParams:
-    # Plain filtered HNSW loses recall when the domain filter drops half the graph: measured
-    # on 20k clustered 384-d items, recall@10 0.79 with some queries getting 1 hit of 10;
-    # ACORN (neighbours of neighbours) brings it to 0.99 at about twice the latency.
-    acorn = None
-    if settings.acorn_max_selectivity > 0:
-        acorn = qe.AcornSearchParams(enable=True, max_selectivity=settings.acorn_max_selectivity)
-    return qe.SearchParams(hnsw_ef=settings.hnsw_ef, acorn=acorn)
-
-
 def _domain_is(domain: str) -> qe.FieldCondition:
     return qe.FieldCondition(key=DOMAIN_KEY, match=qe.MatchValue(domain))
 
 
-def _hits(points: Sequence[qe.ScoredPoint]) -> list[Hit]:
-    out = []
-    for p in points:
-        payload = p.payload or {}
-        out.append(Hit(payload[ITEM_ID_KEY], payload[DOMAIN_KEY], float(p.score)))
-    return out
+def _uuid(point_id: object) -> uuid.UUID:
+    return point_id if isinstance(point_id, uuid.UUID) else uuid.UUID(str(point_id))

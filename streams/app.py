@@ -17,12 +17,13 @@ from typing import Any
 import faust
 from faust.streams import _current_event  # the table picks its changelog partition from it
 
+from streams.behaviour import LearnedState
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
 from streams.table_codec import from_table, to_table
-from streams.topics import USERS_TABLE
+from streams.topics import PROJECTION_TABLE, USERS_TABLE
 from streams.web import register_views
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,15 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
         ),
     )
+    # Online projection statistics, one record per source partition, kept like user state.
+    projection = app.Table(
+        PROJECTION_TABLE,
+        default=None,
+        partitions=kafka.partitions,
+        schema=faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        ),
+    )
     behaviour_proc = runtime.behaviour_processor(worker, kafka.behaviour_topic)
     catalogue_proc = runtime.catalogue_processor(worker, kafka.catalogue_topic)
 
@@ -121,7 +131,14 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             _current_event.set(weakref.ref(events_by_pos[(msg.partition, msg.offset)]))
             users[user] = to_table(value)
 
-        out = await behaviour_proc.process(msgs, lambda u: from_table(users.get(u)), state_set)
+        def learned_set(partition: int, value: bytes, msg: SourceMessage) -> None:
+            _current_event.set(weakref.ref(events_by_pos[(msg.partition, msg.offset)]))
+            projection[str(partition)] = to_table(value)
+
+        learned = LearnedState(lambda p: from_table(projection.get(str(p))), learned_set)
+        out = await behaviour_proc.process(
+            msgs, lambda u: from_table(users.get(u)), state_set, learned
+        )
         start = time.perf_counter()
         await send_dead_letters(out.dead_letters)
         for rec in out.recommendations:
@@ -162,6 +179,13 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             except Exception:
                 log.exception("catalogue batch of %d failed; retrying event by event", len(events))
                 await process_singly(events, lambda msgs, e: run_catalogue(msgs))
+            if len(events) < worker.batch_size:
+                # The catalogue backlog is drained: index what the load brought (a no-op
+                # unless enough new items wait; see Runtime.optimize_store).
+                try:
+                    await runtime.optimize_store()
+                except Exception:
+                    log.exception("indexing new items failed; queries stay exact meanwhile")
 
     if worker.bundle_dir is not None:
         bundle_dir = worker.bundle_dir

@@ -20,13 +20,16 @@ from inference.interest import InterestParams, UserState, apply_event, dumps, lo
 from store.base import ItemQuery, UserPoint, VectorStore
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.metrics import (
+    DRIFT_DETECTIONS,
     ENCODER_TEXTS,
     EVENT_TO_RECOMMENDATION_SECONDS,
     EVENTS,
+    PROJECTION_UPDATES,
     RECOMMENDATION_EMPTY,
     RECOMMENDATIONS,
     STAGE_SECONDS,
 )
+from streams.ratelimit import UserRateLimit
 from streams.records import (
     Action,
     BehaviourEvent,
@@ -51,6 +54,14 @@ class BatchOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class LearnedState:
+    """Table accessors for what the model learns per source partition (online projections)."""
+
+    get: Callable[[int], bytes | None]
+    set: Callable[[int, bytes, SourceMessage], None]
 
 
 class _Timer:
@@ -85,14 +96,20 @@ class BehaviourProcessor:
         self.call_store = call_store
         self.encode = encode  # async: list[str] -> np.ndarray
         self.topic = topic
+        self.rate_limit = UserRateLimit(settings.user_rate_per_s, settings.user_burst)
 
     async def process(
         self,
         msgs: Sequence[SourceMessage],
         state_get: Callable[[str], bytes | None],
         state_set: Callable[[str, bytes, SourceMessage], None],
+        learned: LearnedState | None = None,
     ) -> BatchOutput:
-        """Process one micro-batch. State reads/writes go through the given table accessors."""
+        """Process one micro-batch. State reads/writes go through the given table accessors.
+
+        ``learned`` stores what the model learns online per source partition (the worker's
+        projection table); without it that is kept in memory only.
+        """
         out = BatchOutput()
         with _Timer("parse"):
             events = self._parse(msgs, out)
@@ -104,17 +121,21 @@ class BehaviourProcessor:
                 if ev.user_id not in states:
                     states[ev.user_id] = loads(state_get(ev.user_id))
         await self._rebase_stale(states)
-        fresh = [
-            (m, ev)
-            for m, ev in events
-            if not states[ev.user_id].seen(ev.event_id, m.partition, m.offset)
-        ]
+        fresh, limited = [], set()
+        for m, ev in events:
+            if not states[ev.user_id].seen(ev.event_id, m.partition, m.offset):
+                if self._admit(m, ev, states[ev.user_id], out):
+                    fresh.append((m, ev))
+                else:
+                    limited.add((m.partition, m.offset))
         fresh_keys = {(m.partition, m.offset) for m, _ in fresh}
         vectors = await self._vectors(fresh, out)
         last: dict[str, tuple[SourceMessage, BehaviourEvent]] = {}
         with _Timer("state_update"):
             for m, ev in events:
                 key = (m.partition, m.offset)
+                if key in limited:
+                    continue  # dead-lettered by the rate limit
                 vec = vectors.get(key, _MISSING) if key in fresh_keys else None
                 if vec is _MISSING:
                     continue  # dead-lettered while vectorising
@@ -125,7 +146,8 @@ class BehaviourProcessor:
                     action=ev.action.value,
                     event_time=ev.event_time,
                     vector=vec,
-                    item_id=ev.item_id,
+                    item_id=None,
+                    item_ids=ev.items(),
                     rating=ev.rating,
                     params=self.params,
                     partition=m.partition,
@@ -134,10 +156,13 @@ class BehaviourProcessor:
                 if applied:
                     out.applied += 1
                     last[ev.user_id] = (m, ev)
+                    self._learn(states[ev.user_id], ev.domain, m, learned)
                 else:
                     out.duplicates += 1
             for user, (m, _) in last.items():
                 state_set(user, dumps(states[user]), m)
+            if learned is not None and last:
+                self._store_learned(last, learned)
         EVENTS.labels(self.topic, "applied").inc(out.applied)
         EVENTS.labels(self.topic, "duplicate").inc(out.duplicates)
         if last:
@@ -166,6 +191,47 @@ class BehaviourProcessor:
                 rebase(st, inputs, version, self.params)
         log.info("rebased %d user states onto %s", len(stale), version)
 
+    def _learn(
+        self, state: UserState, domain: str, m: SourceMessage, learned: LearnedState | None
+    ) -> None:
+        online = getattr(self.model, "online", None)
+        if online is not None and learned is not None and m.partition not in online.parts:
+            online.restore(m.partition, learned.get(m.partition))  # first sight since start
+        before = online.version if online is not None else 0
+        for level in self.model.learn(state, domain, m.partition, m.offset):
+            DRIFT_DETECTIONS.labels(level).inc()
+        if online is not None:
+            PROJECTION_UPDATES.inc(online.version - before)
+
+    def _store_learned(
+        self, last: dict[str, tuple[SourceMessage, BehaviourEvent]], learned: LearnedState
+    ) -> None:
+        online = getattr(self.model, "online", None)
+        if online is None:
+            return
+        newest: dict[int, SourceMessage] = {}
+        for m, _ in last.values():
+            cur = newest.get(m.partition)
+            if cur is None or m.offset > cur.offset:
+                newest[m.partition] = m
+        for partition, m in newest.items():
+            learned.set(partition, online.dumps(partition), m)
+
+    def _admit(
+        self, m: SourceMessage, ev: BehaviourEvent, state: UserState, out: BatchOutput
+    ) -> bool:
+        if self.rate_limit.admit(state, m.timestamp_s):
+            return True
+        out.dead_letters.append(
+            reject(
+                m,
+                "rate_limited",
+                f"user {ev.user_id!r} is over {self.rate_limit.per_s:g} events/s "
+                f"(burst {self.rate_limit.burst}); set WORKER_USER_RATE_PER_S to change it",
+            )
+        )
+        return False
+
     def _parse(
         self, msgs: Sequence[SourceMessage], out: BatchOutput
     ) -> list[tuple[SourceMessage, BehaviourEvent]]:
@@ -176,6 +242,7 @@ class BehaviourProcessor:
                     m.value,
                     max_bytes=self.settings.max_event_bytes,
                     max_text_chars=self.settings.max_text_chars,
+                    max_items=self.settings.max_items_per_event,
                 )
             except InvalidEventError as exc:
                 out.dead_letters.append(reject(m, exc.reason, exc.message))
@@ -191,7 +258,7 @@ class BehaviourProcessor:
         self, events: list[tuple[SourceMessage, BehaviourEvent]], out: BatchOutput
     ) -> dict[tuple[int, int], object]:
         """Vector per event offset: the item's vector, the encoded text, or a blend of both."""
-        item_ids = sorted({ev.item_id for _, ev in events if ev.item_id is not None})
+        item_ids = sorted({i for _, ev in events for i in ev.items()})
         with _Timer("item_lookup"):
             items = (
                 await self.call_store("get_items", self.store.get_items, item_ids)
@@ -213,21 +280,14 @@ class BehaviourProcessor:
         for m, ev in events:
             key = (m.partition, m.offset)
             vec: np.ndarray | None = None
-            if ev.item_id is not None:
-                item = items.get(ev.item_id)
-                if item is None:
-                    out.dead_letters.append(
-                        reject(m, "unknown_item", f"item {ev.item_id!r} is not in the catalogue")
-                    )
+            if ev.items():
+                letter = _item_problem(m, ev, items)
+                if letter is not None:
+                    out.dead_letters.append(letter)
                     result[key] = _MISSING
                     continue
-                if item.domain != ev.domain:
-                    out.dead_letters.append(
-                        reject(m, "domain_mismatch", f"item {ev.item_id!r} is in {item.domain!r}")
-                    )
-                    result[key] = _MISSING
-                    continue
-                vec = self.model.item_input(item)
+                # A basket moves interest towards the mean of its items, once.
+                vec = np.mean([self.model.item_input(items[i]) for i in ev.items()], axis=0)
             if key in text_vecs:
                 tv = self.model.text_input(text_vecs[key], ev.domain)
                 vec = tv if vec is None else 0.5 * (vec + tv)
@@ -268,6 +328,8 @@ class BehaviourProcessor:
         with _Timer("store_upsert_users"):
             await self.call_store("upsert_users", self.store.upsert_users, users)
         now = time.time()
+        version = self.model.serving_version
+        strategies: dict[str, int] = {}
         for (user, target, q), hits in zip(meta, results, strict=True):
             m, ev = last[user]
             out.recommendations.append(
@@ -278,14 +340,27 @@ class BehaviourProcessor:
                     items=[
                         RecommendedItem(item_id=h.item_id, score=round(h.score, 6)) for h in hits
                     ],
-                    model_version=self.model.version,
+                    model_version=version,
                     explanation=Explanation(strategy=q.strategy, weights=q.weights),
                     event_time=ev.event_time,
                     produced_at=now,
                 )
             )
-            RECOMMENDATIONS.labels(q.strategy).inc()
+            strategies[q.strategy] = strategies.get(q.strategy, 0) + 1
             EVENT_TO_RECOMMENDATION_SECONDS.observe(max(0.0, now - m.timestamp_s))
+        for strategy, n in strategies.items():
+            RECOMMENDATIONS.labels(strategy).inc(n)
 
 
 _MISSING = object()
+
+
+def _item_problem(m: SourceMessage, ev: BehaviourEvent, items: dict) -> DeadLetter | None:
+    """The dead letter for an event naming an unknown item or one of another domain."""
+    for item_id in ev.items():
+        item = items.get(item_id)
+        if item is None:
+            return reject(m, "unknown_item", f"item {item_id!r} is not in the catalogue")
+        if item.domain != ev.domain:
+            return reject(m, "domain_mismatch", f"item {item_id!r} is in {item.domain!r}")
+    return None

@@ -165,6 +165,7 @@ _SUBCOMMANDS = [
     ("bench.encoder_bench", "bench-encoder", "Encoder texts/s per backend, batch and length."),
     ("bench.memory_bench", "bench-memory", "Resident memory per user in state."),
     ("bench.reliability", "reliability", "Fault injection and fuzzing figures."),
+    ("bench.drift_bench", "bench-drift", "Drift scenarios, adaptive vs static."),
 ]
 
 

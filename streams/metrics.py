@@ -104,3 +104,16 @@ USERS_IN_STATE = Gauge(
     registry=REGISTRY,
 )
 MODEL = Info("xrec_model", "The model serving recommendations", registry=REGISTRY)
+DRIFT_DETECTIONS = Counter(
+    "xrec_drift_detections_total",
+    "Drift detections: population (the cross-domain projection) or user (a user's interest)",
+    ["level"],
+    registry=REGISTRY,
+)
+for _level in ("population", "user"):
+    DRIFT_DETECTIONS.labels(_level)  # both series exist from the start (alerts read them)
+PROJECTION_UPDATES = Counter(
+    "xrec_projection_updates_total",
+    "Pairs folded into the online cross-domain projections (the online model version)",
+    registry=REGISTRY,
+)

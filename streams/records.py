@@ -86,8 +86,16 @@ class BehaviourEvent(_Record):
     action: Action
     event_time: float
     item_id: Id | None = None
+    # Several items in one event (a basket bought, a slate skipped); exclusive with item_id.
+    item_ids: list[Id] | None = None
     text: str | None = None
     rating: Annotated[float, Field(ge=0, le=5)] | None = None
+
+    def items(self) -> tuple[str, ...]:
+        """The items this event names (none, one, or a basket)."""
+        if self.item_ids:
+            return tuple(self.item_ids)
+        return (self.item_id,) if self.item_id is not None else ()
 
 
 class RecommendedItem(_Record):
@@ -165,9 +173,15 @@ def parse_catalogue(raw: bytes | None, *, max_bytes: int, max_text_chars: int) -
     return event
 
 
-def parse_behaviour(raw: bytes | None, *, max_bytes: int, max_text_chars: int) -> BehaviourEvent:
+def parse_behaviour(
+    raw: bytes | None, *, max_bytes: int, max_text_chars: int, max_items: int = 100
+) -> BehaviourEvent:
     """Decode and validate a behaviour record, or raise InvalidEventError."""
     obj = _load(raw, max_bytes)
+    # Checked before validation so a 100k-item list is refused without validating each id.
+    listed = obj.get("item_ids")
+    if isinstance(listed, list) and len(listed) > max_items:
+        raise InvalidEventError("too_many_items", f"{len(listed)} item_ids > limit {max_items}")
     if isinstance(obj.get("action"), str) and obj["action"] not in Action._value2member_map_:
         raise InvalidEventError(
             "unknown_action",
@@ -176,8 +190,12 @@ def parse_behaviour(raw: bytes | None, *, max_bytes: int, max_text_chars: int) -
     event = _validate(BehaviourEvent, obj)
     _check_text("text", event.text, max_text_chars)
     _check_time(event.event_time, time.time())
-    if event.action in ITEM_ACTIONS and event.item_id is None:
-        raise InvalidEventError("schema", f"action {event.action.value} needs item_id")
+    if event.item_id is not None and event.item_ids is not None:
+        raise InvalidEventError("schema", "give item_id or item_ids, not both")
+    if event.item_ids is not None and len(set(event.item_ids)) != len(event.item_ids):
+        raise InvalidEventError("schema", "item_ids repeats an item")
+    if event.action in ITEM_ACTIONS and not event.items():
+        raise InvalidEventError("schema", f"action {event.action.value} needs item_id or item_ids")
     if event.action is Action.SEARCH and not event.text:
         raise InvalidEventError("schema", "action search needs text")
     if event.action is Action.RATING and event.rating is None:

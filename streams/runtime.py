@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,13 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from inference.blend import InterestModel, TextSpaceModel
+from inference.drift import DriftParams
 from inference.errors import ConfigError, RecommenderError
 from inference.interest import InterestParams
 from store.base import ItemPoint, VectorStore
 from streams.behaviour import BehaviourProcessor
 from streams.catalogue import CatalogueProcessor
-from streams.metrics import ENCODER_BATCH, ENCODER_DEVICE, ENCODER_SECONDS, MODEL
+from streams.metrics import ENCODER_BATCH, ENCODER_DEVICE, ENCODER_SECONDS, MODEL, STAGE_SECONDS
 from streams.resilience import StoreCaller
 from streams.settings import WorkerSettings
 
@@ -44,6 +46,7 @@ class Runtime:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="store")
     )
     max_backoff_s: float = 30.0
+    optimize_on_idle: bool = False  # QDRANT_OPTIMIZE_ON_IDLE (Qdrant Edge)
 
     def __post_init__(self) -> None:
         self._processors: list = []
@@ -53,13 +56,28 @@ class Runtime:
 
     async def encode(self, texts: list[str]) -> np.ndarray:
         """Encode on the encoder's own thread and record batch size and time."""
-        import time
-
         start = time.perf_counter()
         vecs = await self.encoder.encode_async(texts)
         ENCODER_SECONDS.observe(time.perf_counter() - start)
         ENCODER_BATCH.observe(len(texts))
         return vecs
+
+    async def optimize_store(self) -> None:
+        """Let the store index the items that arrived since the last build (catalogue idle).
+
+        Qdrant Edge searches items outside its HNSW segments by brute force (~0.2 us per item
+        per query, holding the GIL), so a bulk catalogue load must be indexed before the
+        behaviour stream relies on it. A no-op unless enough new items wait; a real build
+        pauses the worker for seconds (the engine holds the GIL), hence only when idle.
+        """
+        if not self.optimize_on_idle:
+            return
+        start = time.perf_counter()
+        await self.call_store("optimize", self.store.optimize)
+        took = time.perf_counter() - start
+        STAGE_SECONDS.labels("store_optimize").observe(took)
+        if took > 0.5:
+            log.info("indexed new items in %.1f s: %s", took, _index_stats(self.store))
 
     def behaviour_processor(self, worker: WorkerSettings, topic: str) -> BehaviourProcessor:
         return self._track(
@@ -107,7 +125,11 @@ class Runtime:
         loop = asyncio.get_running_loop()
         try:
             model = await loop.run_in_executor(
-                None, load_bundle_model, folder, self.encoder.model_version
+                None,
+                load_bundle_model,
+                folder,
+                self.encoder.model_version,
+                getattr(self.model, "drift", None),
             )
             await self.call_store("seed_bundle", _ensure_and_seed, self.store, model)
         except RecommenderError as exc:
@@ -143,15 +165,23 @@ def build_runtime(
     encoder = TextEncoder(model_settings)
     store = open_store(qdrant_settings)
     params = InterestParams(recent_items=worker.recent_items)
+    drift = DriftParams(adaptive=worker.drift_adaptive)
     model: InterestModel
     if worker.bundle_dir is not None:
-        model = load_bundle_model(worker.bundle_dir, encoder.model_version)
+        model = load_bundle_model(worker.bundle_dir, encoder.model_version, drift)
         params = model.interest_params(params)
         store.ensure_collections(model.stored_dim)
         seed_bundle_items(store, model)
     else:
-        model = TextSpaceModel(version=encoder.model_version)
+        model = TextSpaceModel(version=encoder.model_version, drift=drift)
         store.ensure_collections(encoder.dim)
+    optimize = getattr(qdrant_settings, "optimize_on_idle", False)
+    if optimize:
+        # Before consuming: a restarted worker finds its catalogue still waiting for HNSW
+        # when it stopped mid-load (or the bundle's items were just seeded).
+        start = time.perf_counter()
+        store.optimize()
+        log.info("store indexed in %.1f s: %s", time.perf_counter() - start, _index_stats(store))
     log.info(
         "model %s; encoder %s on %s; store %s",
         model.version,
@@ -159,11 +189,21 @@ def build_runtime(
         encoder.provider,
         store,
     )
-    return Runtime(encoder, store, model, params, max_backoff_s=worker.store_retry_max_s)
+    return Runtime(
+        encoder,
+        store,
+        model,
+        params,
+        max_backoff_s=worker.store_retry_max_s,
+        optimize_on_idle=optimize,
+    )
 
 
-def load_bundle_model(folder: Path, encoder_version: str) -> BundleModel:
+def load_bundle_model(
+    folder: Path, encoder_version: str, drift: DriftParams | None = None
+) -> BundleModel:
     """Load a bundle and check it was fitted for this text encoder."""
+    from inference.bundle import ModelBundle
     from inference.bundle_model import BundleModel
 
     if not folder.is_dir():
@@ -172,7 +212,7 @@ def load_bundle_model(folder: Path, encoder_version: str) -> BundleModel:
             "`xrec eval-transfer --bundle-out DIR` first, or unset WORKER_BUNDLE_DIR to serve "
             "in the text space"
         )
-    model = BundleModel.load(folder)
+    model = BundleModel(ModelBundle.load(folder), drift=drift or DriftParams())
     fitted_for = model.bundle.text_model
     # The fit records the encoder version plus its precision variant (e.g. ...@3288c04a-fp32).
     if fitted_for and not fitted_for.startswith(encoder_version):
@@ -202,3 +242,9 @@ def seed_bundle_items(store: VectorStore, model: BundleModel, batch: int = 1024)
         store.upsert_items([ItemPoint(i, d, v) for i, d, v in points[k : k + batch]])
     log.info("seeded %d items of %s into the store", len(points), model.version)
     return len(points)
+
+
+def _index_stats(store: VectorStore) -> dict:
+    """The engine's index figures for a log line (only Qdrant Edge has them)."""
+    stats = getattr(store, "index_stats", None)
+    return stats() if stats is not None else {}

@@ -116,6 +116,17 @@ class WorkerSettings(BaseSettings):
     recent_items: int = Field(200, ge=1, description="consumed items remembered per user/domain")
     max_text_chars: int = Field(4000, ge=1, description="longer text fields are dead-lettered")
     max_event_bytes: int = Field(64_000, ge=1, description="larger events are dead-lettered")
+    max_items_per_event: int = Field(
+        100, ge=1, description="events naming more items (item_ids) are dead-lettered"
+    )
+    user_rate_per_s: float = Field(
+        20.0,
+        ge=0,
+        description="sustained events/s one user may send (record-timestamp clock); 0 = no limit",
+    )
+    user_burst: int = Field(
+        200, ge=1, description="events one user may send at once before the rate limit applies"
+    )
     bundle_dir: Path | None = Field(
         None,
         description="fitted bundle (xrec eval-transfer --bundle-out); unset = text space",
@@ -124,6 +135,10 @@ class WorkerSettings(BaseSettings):
         30.0, gt=0, description="how often to look for a new bundle version in WORKER_BUNDLE_DIR"
     )
     store_retry_max_s: float = Field(30.0, gt=0, description="max backoff while the store is down")
+    drift_adaptive: bool = Field(
+        True,
+        description="detect drift and refine the projections online; false = serve as fitted",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:

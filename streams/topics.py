@@ -20,6 +20,7 @@ from streams.settings import KafkaSettings, WorkerSettings
 log = logging.getLogger(__name__)
 
 USERS_TABLE = "users"
+PROJECTION_TABLE = "projection"  # online projection statistics per source partition
 
 
 def topic_names(kafka: KafkaSettings, worker: WorkerSettings) -> list[str]:
@@ -30,6 +31,7 @@ def topic_names(kafka: KafkaSettings, worker: WorkerSettings) -> list[str]:
         kafka.recommendations_topic,
         kafka.deadletter_topic,
         f"{worker.app_id}-{USERS_TABLE}-changelog",
+        f"{worker.app_id}-{PROJECTION_TABLE}-changelog",
     ]
 
 

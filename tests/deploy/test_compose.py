@@ -169,7 +169,10 @@ def test_topics_service_creates_the_workers_topics_with_one_partition_count(
     env = {"KAFKA_PARTITIONS": "8", "WORKER_APP_ID": "shop"}
     assert service_env(services["topics"], env)["PARTITIONS"] == "8"
     assert service_env(services["worker"], env)["KAFKA_PARTITIONS"] == "8"
-    assert service_env(services["topics"], env)["TOPICS"].split()[-1] == "shop-users-changelog"
+    assert service_env(services["topics"], env)["TOPICS"].split()[-2:] == [
+        "shop-users-changelog",
+        "shop-projection-changelog",
+    ]
     script = interpolate(services["topics"]["command"][0])
     assert "--if-not-exists" in script and '--partitions "$PARTITIONS"' in script
     assert "PartitionCount" in script  # an existing topic with another count fails the service

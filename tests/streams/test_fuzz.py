@@ -19,7 +19,6 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inference.blend import TextSpaceModel
 from inference.errors import InvalidEventError
 from streams.deadletter import SourceMessage
 from streams.records import parse_behaviour, parse_catalogue
@@ -57,15 +56,6 @@ def _settings(limits: Limits) -> WorkerSettings:
     return WorkerSettings(
         max_text_chars=limits.max_text_chars, max_event_bytes=limits.max_event_bytes, top_k=5
     )
-
-
-@pytest.fixture
-def runtime(encoder, make_store):
-    store = make_store("edge")
-    store.ensure_collections(encoder.dim)
-    rt = Runtime(encoder, store, TextSpaceModel(version=encoder.model_version))
-    yield rt
-    rt.store_thread.shutdown(wait=True)  # make_store closes the store
 
 
 def _load_world(rt: Runtime, ws: WorkerSettings) -> dict[str, str]:

@@ -1,0 +1,146 @@
+"""Drift detection and online adaptation of interest migration.
+
+Two levels, one standard detector (Page-Hinkley, "up" mode: a rise in the mean of a signal):
+
+* **User drift** watches, per user and domain, the divergence ``1 - cos(short, long)`` between
+  short-term interest (a fast EMA) and long-term interest (the decayed mean). A user whose taste
+  moves sees it rise and stay up. On detection the long-term interest forgets faster (its weight
+  shrinks) and, for ``user_hold_events`` events, queries give the short-term interest more weight.
+* **Population drift** watches the relative residual of the cross-domain projections on the
+  pairs they are refined with (:mod:`inference.online_projection`). On detection the projections
+  forget faster for ``pop_hold_updates`` updates, so the new relation replaces the old one.
+
+The detector keeps four floats, so a user's detector lives in their state (the users table)
+and survives restarts with it. It is the same recurrence as ``river.drift.PageHinkley``
+(``mode="up"``), checked against river in the tests; river is not needed at run time.
+numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.errors import ConfigError
+from inference.interest import DomainInterest
+
+
+@dataclass(frozen=True)
+class PageHinkleyParams:
+    """``delta``: tolerated rise; ``threshold``: evidence needed; ``alpha``: memory (<= 1)."""
+
+    delta: float
+    threshold: float
+    min_instances: int
+    alpha: float = 1.0 - 1e-4
+
+    def __post_init__(self) -> None:
+        if self.threshold <= 0 or self.min_instances < 1 or not 0 < self.alpha <= 1:
+            raise ConfigError(f"bad Page-Hinkley parameters: {self}")
+
+
+@dataclass
+class PageHinkley:
+    """Page-Hinkley state: running mean of the signal and the cumulative rise above it."""
+
+    n: int = 0
+    mean: float = 0.0
+    cum: float = 0.0
+    cum_min: float = math.inf
+
+    def update(self, x: float, p: PageHinkleyParams) -> bool:
+        """Fold in one value; True on a detection (the state then starts over)."""
+        self.n += 1
+        self.mean += (x - self.mean) / self.n
+        self.cum = p.alpha * self.cum + (x - self.mean) - p.delta
+        self.cum_min = min(self.cum_min, self.cum)
+        if self.n >= p.min_instances and self.cum - self.cum_min > p.threshold:
+            self.n, self.mean, self.cum, self.cum_min = 0, 0.0, 0.0, math.inf
+            return True
+        return False
+
+    def as_list(self) -> list[float]:
+        """Compact form for the user state (JSON-safe: no infinities)."""
+        return [self.n, self.mean, self.cum, self.cum_min if math.isfinite(self.cum_min) else 0.0]
+
+    @classmethod
+    def from_list(cls, v: list[float]) -> PageHinkley:
+        """Inverse of :meth:`as_list`."""
+        n = int(v[0])
+        return cls(n, float(v[1]), float(v[2]), float(v[3]) if n else math.inf)
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """How drift is detected and what a detection changes. ``adaptive=False`` turns it all off."""
+
+    adaptive: bool = True
+    # user level: divergence 1 - cos(short, long) in [0, 2]
+    user_detector: PageHinkleyParams = PageHinkleyParams(delta=0.05, threshold=0.6, min_instances=8)
+    user_hold_events: int = 20  # events with the boosted short-term weight after a detection
+    user_short_weight: float = 0.9  # short-term weight in queries while a user drifts
+    user_keep: float = 0.01  # long-term weight kept at a detection (faster forgetting)
+    # population level: relative residual per refining pair, capped at 1 (worse than predicting
+    # nothing), so one odd pair cannot count as a trend
+    pop_detector: PageHinkleyParams = PageHinkleyParams(
+        delta=0.1, threshold=40.0, min_instances=200
+    )
+    pop_forget: float = 0.9995  # projection forgetting factor per pair, normally
+    pop_forget_drift: float = 0.99  # ... while the population drifts
+    pop_hold_updates: int = 500  # pairs folded with the fast forgetting after a detection
+    pop_l2: float = 0.25  # pull of the online projection towards the bundle's (relative)
+
+    def __post_init__(self) -> None:
+        for name in ("pop_forget", "pop_forget_drift"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if not 0 <= self.user_short_weight <= 1 or not 0 < self.user_keep <= 1:
+            raise ConfigError("user_short_weight must be in [0, 1] and user_keep in (0, 1]")
+
+
+def divergence(short: np.ndarray | None, long_mean: np.ndarray) -> float | None:
+    """``1 - cos(short, long)``; None while either is still empty."""
+    if short is None:
+        return None
+    a, b = float(np.linalg.norm(short)), float(np.linalg.norm(long_mean))
+    if a == 0.0 or b == 0.0:
+        return None
+    return 1.0 - float(short @ long_mean) / (a * b)
+
+
+def relative_residual(predicted: np.ndarray, target: np.ndarray) -> float:
+    """``|predicted - target|^2 / |target|^2``: scale-free, so one detector fits every pair."""
+    t = float(target @ target)
+    if t == 0.0:
+        return 0.0
+    d = predicted - target
+    return float(d @ d) / t
+
+
+def observe_user(d: DomainInterest, params: DriftParams) -> bool:
+    """After an event in domain ``d``: update its detector; True on a user drift detection.
+
+    A detection shrinks the long-term interest's weight to ``user_keep`` (what came before the
+    change fades fast) and starts ``user_hold_events`` events of short-term-weighted queries.
+    """
+    if not params.adaptive:
+        return False
+    d.drift_left = max(0, d.drift_left - 1)
+    x = divergence(d.short, d.mean())
+    if x is None:
+        return False
+    ph = PageHinkley.from_list(d.drift_ph) if d.drift_ph else PageHinkley()
+    detected = ph.update(x, params.user_detector)
+    d.drift_ph = ph.as_list()
+    if detected:
+        d.long_sum = d.long_sum * params.user_keep
+        d.long_weight *= params.user_keep
+        d.drift_left = params.user_hold_events
+    return detected
+
+
+def short_weight(d: DomainInterest, base: float, params: DriftParams) -> float:
+    """Short-term weight for queries from ``d``: boosted while the user drifts."""
+    return max(base, params.user_short_weight) if d.drift_left > 0 and params.adaptive else base

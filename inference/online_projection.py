@@ -1,0 +1,162 @@
+"""Cross-domain projections that keep learning from the stream (RLS with a forgetting factor).
+
+Every event of a user active in two domains gives, for each ordered pair of their domains, one
+pair (source-domain mean, target-domain mean): the same pairs the offline fit used. They are
+folded into decayed sufficient statistics (:class:`ProjectionStats`) and the projection is
+re-solved as a ridge regression pulled towards the offline projection, so with little evidence
+the bundle's projection serves, and with much the stream's.
+
+Before a pair is folded in, its relative residual under the current projection feeds the
+population drift detector; a detection switches to fast forgetting for a while.
+
+Statistics are kept per source partition so each one can be stored with the partition's
+offset (the worker persists them in a table next to user state): a restart restores them and
+skips the events they already hold, so no event is folded twice. numpy only.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from itertools import permutations
+
+import numpy as np
+
+from inference.bundle import ModelBundle, pair_key
+from inference.drift import DriftParams, PageHinkley, relative_residual
+from inference.interest import UserState
+from inference.projection import ProjectionStats
+
+MIN_PAIRS = 20.0  # decayed pairs before the online solve replaces the offline projection
+
+
+@dataclass
+class PartitionStats:
+    """What one source partition contributed, and up to which offset."""
+
+    stats: dict[str, ProjectionStats] = field(default_factory=dict)
+    offset: int = -1
+    space: str = ""  # the bundle version the statistics live in
+
+    def dumps(self) -> bytes:
+        """Serialise for the worker's projection table."""
+        arrays: dict[str, np.ndarray] = {
+            "offset": np.array([self.offset]),
+            "space": np.array([self.space]),
+        }
+        for key, s in self.stats.items():
+            arrays[f"{key}|gram"] = s.gram
+            arrays[f"{key}|cross"] = s.cross
+            arrays[f"{key}|weight"] = np.array([s.weight])
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def loads(cls, raw: bytes | None) -> PartitionStats:
+        """Inverse of :meth:`dumps`; None gives empty statistics."""
+        if not raw:
+            return cls()
+        z = np.load(io.BytesIO(raw))
+        keys = {name.split("|")[0] for name in z.files if "|" in name}
+        stats = {
+            k: ProjectionStats(z[f"{k}|gram"], z[f"{k}|cross"], float(z[f"{k}|weight"][0]))
+            for k in keys
+        }
+        return cls(stats, int(z["offset"][0]), str(z["space"][0]))
+
+
+class OnlineProjections:
+    """The bundle's cross-domain projections, refined online; ``version`` counts refinements."""
+
+    def __init__(self, bundle: ModelBundle, params: DriftParams) -> None:
+        self.bundle = bundle
+        self.params = params
+        self.rank = int(bundle.fit_info.get("transfer_rank", 32))
+        self.rank = min(self.rank, bundle.input_dim)
+        self.parts: dict[int, PartitionStats] = {}
+        self.detector = PageHinkley()
+        self.hold = 0  # updates left with fast forgetting
+        self.updates = 0
+        self.detections = 0
+        self._solved: dict[str, np.ndarray] = {}
+
+    # -- serving -------------------------------------------------------------------------
+
+    def projection(self, source: str, target: str) -> np.ndarray:
+        """The projection to serve: the online one once it has evidence, else the bundle's."""
+        key = pair_key(source, target)
+        return self._solved.get(key, self.bundle.projection(source, target))
+
+    @property
+    def version(self) -> int:
+        """Number of pairs folded in since start (advances with every refinement)."""
+        return self.updates
+
+    # -- learning ------------------------------------------------------------------------
+
+    def observe(self, state: UserState, partition: int, offset: int) -> bool:
+        """Fold the pairs of a user's current state in; True when population drift was detected.
+
+        Call once per applied event. An event at or before the partition's stored offset was
+        folded in before a restart and is skipped.
+        """
+        if not self.params.adaptive:
+            return False
+        part = self.parts.setdefault(partition, PartitionStats(space=self.bundle.version))
+        if offset <= part.offset:
+            return False
+        part.offset = offset
+        means = {
+            name: d.mean()
+            for name, d in state.domains.items()
+            if d.long_weight > 0 and name in self.bundle.domains
+        }
+        detected = False
+        r = self.rank
+        for source, target in permutations(sorted(means), 2):
+            key = pair_key(source, target)
+            if not self.bundle.has_projection(source, target):
+                continue
+            z, m = means[source], means[target]
+            predicted = z[:r] @ self.projection(source, target)[:r, :r]
+            residual = min(1.0, relative_residual(predicted, m[:r]))
+            if self.detector.update(residual, self.params.pop_detector):
+                detected = True
+                self.detections += 1
+                self.hold = self.params.pop_hold_updates
+            forget = self.params.pop_forget_drift if self.hold > 0 else self.params.pop_forget
+            self.hold = max(0, self.hold - 1)
+            old = part.stats.get(key) or ProjectionStats.empty(r)
+            part.stats[key] = old.update(z, m, forget)
+            self.updates += 1
+            self._solve(key, source, target)
+        return detected
+
+    def _solve(self, key: str, source: str, target: str) -> None:
+        total = None
+        for part in self.parts.values():
+            s = part.stats.get(key)
+            if s is not None:
+                total = s if total is None else total + s
+        if total is None or total.weight < MIN_PAIRS:
+            return
+        prior = self.bundle.projection(source, target)
+        solved = total.solve(self.params.pop_l2, self.bundle.input_dim, prior)
+        self._solved[key] = solved.astype(np.float32)
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def restore(self, partition: int, raw: bytes | None) -> None:
+        """Load a partition's statistics (at start, or when the partition is assigned)."""
+        part = PartitionStats.loads(raw)
+        if part.space != self.bundle.version:  # learned for another bundle: start afresh,
+            part = PartitionStats(offset=part.offset, space=self.bundle.version)  # once
+        self.parts[partition] = part
+        for key in {k for p in self.parts.values() for k in p.stats}:
+            source, target = key.split("->")
+            self._solve(key, source, target)
+
+    def dumps(self, partition: int) -> bytes:
+        """A partition's statistics for the projection table."""
+        return self.parts.get(partition, PartitionStats(space=self.bundle.version)).dumps()

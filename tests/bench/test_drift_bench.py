@@ -1,0 +1,76 @@
+"""The drift benchmark and the online projections on the synthetic drift world (real Edge store)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.drift_bench import fit_world_bundle, run_scenario
+from inference.drift import DriftParams
+from inference.interest import InterestParams, UserState, apply_event
+from inference.online_projection import OnlineProjections
+from synth.drift import SOURCE, TARGET, DriftWorld, Scenario
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return fit_world_bundle(DriftWorld(seed=0))
+
+
+def _state(bundle, items: list[str]) -> UserState:
+    st = UserState()
+    for k, item in enumerate(items):
+        apply_event(
+            st,
+            event_id=f"e{k}",
+            domain=item.split("-")[0],
+            action="purchase",
+            event_time=1.7e9 + k,
+            vector=bundle.inputs[bundle.index_of(item)],
+            item_id=item,
+            rating=None,
+            params=InterestParams(),
+        )
+    return st
+
+
+def test_online_projections_restore_from_their_bytes_and_skip_folded_offsets(bundle) -> None:
+    world = DriftWorld(seed=1)
+    online = OnlineProjections(bundle, DriftParams())
+    users = world.history(60, per_domain=4)
+    for offset, seq in enumerate(users):
+        online.observe(_state(bundle, seq), partition=0, offset=offset)
+    assert online.version == 2 * len(users)  # both directions per event
+    served = online.projection(SOURCE, TARGET)
+    assert not np.allclose(served, bundle.projection(SOURCE, TARGET))
+
+    again = OnlineProjections(bundle, DriftParams())
+    again.restore(0, online.dumps(0))
+    np.testing.assert_allclose(again.projection(SOURCE, TARGET), served, rtol=1e-5)
+    assert not again.observe(_state(bundle, users[-1]), partition=0, offset=len(users) - 1)
+    assert again.version == 0  # a replayed offset is not folded twice
+
+
+def test_statistics_of_another_bundle_are_not_restored(bundle) -> None:
+    other = fit_world_bundle(DriftWorld(seed=5))
+    online = OnlineProjections(other, DriftParams())
+    for offset, seq in enumerate(DriftWorld(seed=5).history(40)):
+        online.observe(_state(other, seq), 0, offset)
+    fresh = OnlineProjections(bundle, DriftParams())
+    fresh.restore(0, online.dumps(0))
+    np.testing.assert_array_equal(
+        fresh.projection(SOURCE, TARGET), bundle.projection(SOURCE, TARGET)
+    )
+
+
+@pytest.mark.slow
+def test_adaptation_recovers_a_population_swap_and_stays_quiet_without_drift(bundle) -> None:
+    swap = run_scenario(DriftWorld(seed=0), bundle, Scenario.POPULATION_SWAP, 4000)
+    adaptive, static = (next(r for r in swap if r["variant"] == v) for v in ("adaptive", "static"))
+    assert adaptive["prequential_recall@10"] > static["prequential_recall@10"]
+    assert adaptive["detections"]["population"] >= 1 and static["detections"] == {
+        "user": 0,
+        "population": 0,
+    }
+    quiet = run_scenario(DriftWorld(seed=0), bundle, Scenario.NONE, 4000)
+    assert all(r["false_alarms"] == 0 for r in quiet)

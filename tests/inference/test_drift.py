@@ -1,0 +1,105 @@
+"""Drift detection and online projections (numpy only; river for the parity check)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.drift import (
+    DriftParams,
+    PageHinkley,
+    PageHinkleyParams,
+    divergence,
+    observe_user,
+)
+from inference.interest import DomainInterest, InterestParams, UserState, apply_event, dumps, loads
+from inference.projection import ProjectionStats
+
+
+def _signal(seed: int, n: int, shift_at: int | None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.2, 0.05, n)
+    if shift_at is not None:
+        x[shift_at:] += 0.5
+    return x
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_page_hinkley_detects_as_river_does(seed: int) -> None:
+    river_drift = pytest.importorskip("river.drift", reason="river (drift extra) not installed")
+    p = PageHinkleyParams(delta=0.05, threshold=2.0, min_instances=10)
+    ref = river_drift.PageHinkley(
+        min_instances=10, delta=0.05, threshold=2.0, alpha=p.alpha, mode="up"
+    )
+    ours = PageHinkley()
+    theirs, mine = [], []
+    for k, x in enumerate(_signal(seed, 600, shift_at=300 + 20 * seed)):
+        ref.update(x)
+        if ref.drift_detected:
+            theirs.append(k)
+        if ours.update(float(x), p):
+            mine.append(k)
+    assert mine == theirs and mine, (mine, theirs)
+
+
+def test_page_hinkley_is_quiet_without_a_change_and_survives_serialisation() -> None:
+    p = PageHinkleyParams(delta=0.05, threshold=2.0, min_instances=10)
+    ph = PageHinkley()
+    assert not any(ph.update(float(x), p) for x in _signal(1, 2000, None))
+    again = PageHinkley.from_list(ph.as_list())
+    xs = _signal(2, 400, 0)
+    assert [again.update(float(x), p) for x in xs] == [ph.update(float(x), p) for x in xs]
+
+
+def _feed(state: UserState, vectors: np.ndarray, params: DriftParams, start: int = 0) -> list[int]:
+    detected = []
+    for k, v in enumerate(vectors):
+        apply_event(
+            state,
+            event_id=f"e{start + k}",
+            domain="books",
+            action="purchase",
+            event_time=1.7e9 + start + k,
+            vector=v,
+            item_id=f"i{start + k}",
+            rating=None,
+            params=InterestParams(),
+        )
+        if observe_user(state.domains["books"], params):
+            detected.append(start + k)
+    return detected
+
+
+def test_a_user_switching_topic_is_detected_and_the_long_term_interest_forgets() -> None:
+    rng = np.random.default_rng(0)
+    old, new = np.eye(8)[0], np.eye(8)[1]
+    before = old + 0.1 * rng.normal(size=(40, 8))
+    after = new + 0.1 * rng.normal(size=(20, 8))
+    adaptive, static = UserState(), UserState()
+    assert _feed(adaptive, before, DriftParams()) == []  # a stable user: no alarm
+    _feed(static, before, DriftParams(adaptive=False))
+    hits = _feed(adaptive, after, DriftParams(), start=40)
+    assert hits and hits[0] < 40 + 6, hits
+    _feed(static, after, DriftParams(adaptive=False), start=40)
+    d = adaptive.domains["books"]
+    assert divergence(d.mean(), new) < divergence(static.domains["books"].mean(), new)
+    assert loads(dumps(adaptive)).domains["books"].drift_ph == d.drift_ph  # kept in state
+
+
+def test_static_params_never_touch_the_state() -> None:
+    d = DomainInterest(np.ones(4, np.float32), 1.0, np.array([0, 1, 0, 0], np.float32), 5)
+    assert not observe_user(d, DriftParams(adaptive=False))
+    assert d.drift_ph is None and d.drift_left == 0
+
+
+def test_forgetting_statistics_follow_a_changed_relation() -> None:
+    rng = np.random.default_rng(3)
+    r = 4
+    a, b = np.eye(r), np.roll(np.eye(r), 1, axis=1)  # the relation swaps half-way
+    stats = ProjectionStats.empty(r)
+    for rel in (a, b):
+        for _ in range(400):
+            z = rng.normal(size=r)
+            stats = stats.update(z, z @ rel + 0.05 * rng.normal(size=r), forget=0.98)
+    p = stats.solve(0.01, r, prior=a)
+    assert np.abs(p - b).max() < 0.1
