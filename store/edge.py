@@ -9,11 +9,12 @@ know about the engine (qdrant-edge-py 0.9, checked by the tests here):
 * Indexing: Edge has no background optimiser. Points land in a plain (brute-force) segment
   until ``optimize()`` builds HNSW; unindexed items cost ~0.2 us each per query (36k items:
   ~7 ms a query, against ~0.3 ms with HNSW). ``optimize`` is a ~50 us no-op until the plain
-  segment holds ``indexing_threshold`` KB (default 10 MB, ~6.6k 384-d items); then it merges
-  it into the indexed segment, rebuilding the whole graph (36k items: ~5 s with int8, ~15 s
-  without, on 2 cores). It HOLDS THE GIL throughout, as does every query (measured with a
-  ticker thread): an executor thread does not keep the event loop running. The worker calls
-  it at startup and when the catalogue stream goes idle (``Runtime.optimize_store``).
+  segment holds ``indexing_threshold_kb`` of vectors (see ``store.settings``); then it merges
+  it into the indexed segment (36k items from scratch: ~5 s with int8, ~15 s without, on 2
+  cores; adding to a built graph reuses it: 1-2.5 s). It HOLDS THE GIL throughout, as does
+  every query (measured with a ticker thread): an executor thread does not keep the event
+  loop running. The worker calls it at startup and when the catalogue stream goes idle
+  (``Runtime.optimize_store``).
 * Filtered search: a domain filter that drops about half the points strands plain HNSW walks
   (recall@10 0.79, some queries returning 1 of 10 hits); ACORN in the search params fixes it
   (0.99) at 1.5-2x the cost, hence only below ``acorn_max_selectivity``. Never assume
@@ -287,16 +288,17 @@ class EdgeStore:
             self._names_by_id = names
         return self._names_by_id
 
-    def _hits(self, points: Sequence[qe.ScoredPoint]) -> list[Hit]:
+    def _hits(self, points: Sequence[qe.ScoredPoint], retry: bool = True) -> list[Hit]:
         names = self._item_names()
-        if any(_uuid(p.id) not in names for p in points):
-            self._names_by_id = None  # cannot happen (see _item_names); if it did, reread once
-            names = self._item_names()
         out = []
         for p in points:
             item = names.get(_uuid(p.id))
-            if item is not None:
-                out.append(Hit(item[0], item[1], float(p.score)))
+            if item is None:
+                if retry:  # cannot happen (see _item_names); if it did, reread the map once
+                    self._names_by_id = None
+                    return self._hits(points, retry=False)
+                continue
+            out.append(Hit(item[0], item[1], float(p.score)))
         return out
 
     # -- users -----------------------------------------------------------------------------

@@ -115,6 +115,23 @@ def test_upsert_replaces_and_delete_removes(loaded) -> None:
     assert "garden" not in store.domains()
 
 
+def test_queries_follow_upserts_and_deletes(loaded) -> None:
+    """Hits name the item's current id and domain after the store answered queries already
+    (Qdrant Edge maps point ids to names in memory once, then keeps the map in step)."""
+    store, points = loaded
+    probe = ItemQuery(np.full(DIM, 1.0), "garden", 3)
+    assert store.query_items(probe) == []
+    store.upsert_items([ItemPoint("g-new", "garden", np.full(DIM, 5.0))])
+    store.upsert_items([ItemPoint(points[0].item_id, "garden", np.full(DIM, 4.0))])
+    hits = store.query_items(probe)
+    assert [(h.item_id, h.domain) for h in hits] == [
+        ("g-new", "garden"),
+        (points[0].item_id, "garden"),
+    ]
+    store.delete_items(["g-new"])
+    assert [h.item_id for h in store.query_items(probe)] == [points[0].item_id]
+
+
 def test_users_upsert_and_get(make_store: MakeStore, engine: Engine) -> None:
     store = make_store(engine)
     store.ensure_collections(DIM, user_dim=DIM + 1)
