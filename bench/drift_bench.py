@@ -20,7 +20,6 @@ import json
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -38,7 +37,7 @@ from store.edge import EdgeStore
 from store.settings import QdrantSettings
 from streams.behaviour import BehaviourProcessor
 from streams.deadletter import SourceMessage
-from streams.metrics import DRIFT_DETECTIONS
+from streams.metrics import REGISTRY
 from streams.resilience import StoreCaller
 from streams.settings import WorkerSettings
 from synth.drift import SOURCE, TARGET, DriftStream, DriftWorld, Scenario
@@ -102,7 +101,7 @@ async def _replay(bundle: ModelBundle, stream: DriftStream, adaptive: bool, root
     recs: dict[tuple[str, str], list[str]] = {}
     consumed: dict[tuple[str, str], set[str]] = {}
     hits: list[tuple[int, str, bool]] = []  # (stream index, user, hit) of evaluated events
-    before = {lv: DRIFT_DETECTIONS.labels(lv)._value.get() for lv in ("user", "population")}
+    before = {lv: _detections(lv) for lv in ("user", "population")}
     offset = 0
     for batch in _batches(stream.events):
         msgs = []
@@ -121,11 +120,14 @@ async def _replay(bundle: ModelBundle, stream: DriftStream, adaptive: bool, root
             recs[r.user_id, r.domain] = [i.item_id for i in r.items]
     pool.shutdown()
     store.close()
-    detections = {
-        lv: int(DRIFT_DETECTIONS.labels(lv)._value.get() - before[lv])
-        for lv in ("user", "population")
-    }
+    detections = {lv: int(_detections(lv) - before[lv]) for lv in ("user", "population")}
     return {"hits": hits, "detections": detections, "projection_updates": model.online.version}
+
+
+def _detections(level: str) -> float:
+    """The worker's drift counter (this process's registry) for ``level``."""
+    value = REGISTRY.get_sample_value("xrec_drift_detections_total", {"level": level})
+    return value or 0.0
 
 
 def _curve(hits: list[tuple[int, str, bool]]) -> list[tuple[int, float]]:
@@ -173,7 +175,7 @@ def _user_recovery(stream: DriftStream, hits: list[tuple[int, str, bool]]) -> di
 
 def run_scenario(world: DriftWorld, bundle: ModelBundle, scenario: Scenario, size: int) -> list:
     """Both variants of one scenario on the same stream; rows for drift.json."""
-    stream = replace(world, seed=world.seed).stream(scenario, size)
+    stream = world.stream(scenario, size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for variant, adaptive in (("adaptive", True), ("static", False)):

@@ -73,31 +73,11 @@ class _Workers:
         self.handles: list[Any] = []
 
     def new(self, partitions: int = 4, **faults: Any) -> Any:
-        from streams.broker import free_port
-        from streams.settings import KafkaSettings, WorkerSettings
-        from streams.topics import ensure_topics
         from tests.fixtures.faulty_worker import FaultyWorkerHandle
-        from tests.fixtures.worker import WorkerHandle
+        from tests.fixtures.worker import new_handle
 
-        tag = uuid.uuid4().hex[:8]
-        kafka = KafkaSettings(
-            bootstrap=self.bootstrap,
-            partitions=partitions,
-            catalogue_topic=f"catalogue-{tag}",
-            behaviour_topic=f"behaviour-{tag}",
-            recommendations_topic=f"recs-{tag}",
-            deadletter_topic=f"dlq-{tag}",
-        )
-        app_id = f"xrec-rel-{tag}"
-        asyncio.run(ensure_topics(kafka, WorkerSettings(app_id=app_id)))
-        h = WorkerHandle(
-            kafka,
-            app_id,
-            free_port(),
-            self.root / f"qdrant-{tag}",
-            self.model_dir,
-            self.root / f"worker-{tag}.log",
-        )
+        tag = f"rel-{uuid.uuid4().hex[:8]}"
+        h = new_handle(self.bootstrap, tag, self.root, self.model_dir, partitions)
         if faults or partitions != 4:  # the plain handle does not pass KAFKA_PARTITIONS on
             h = FaultyWorkerHandle.wrap(h, **faults)
         self.handles.append(h)
@@ -380,7 +360,7 @@ def sigkill_rounds(workers: _Workers, rounds: int, users: int, per_user: int) ->
 
 
 def store_outage(workers: _Workers, root: Path, outage_s: float, users: int, per_user: int) -> dict:
-    from tests.fixtures.topic_reader import read_topic, read_until, settled_user_states
+    from tests.fixtures.topic_reader import read_topic, settled_user_states, users_served
 
     world = _world(users, 21)
     events = list(world.events(per_user=per_user, start_time=time.time() - 3600))
@@ -410,15 +390,7 @@ def store_outage(workers: _Workers, root: Path, outage_s: float, users: int, per
     caught_up = time.monotonic() - back
     states = settled_user_states(w.kafka, w.app_id, len(events))
     counts = _count_applied(Counter(e["user_id"] for e in events), states)
-    during_ids = {e["event_id"] for e in during}
-    users_during = {e["user_id"] for e in during}
-
-    def served_users(records: list) -> set[str]:
-        recs = [json.loads(v) for _, v, _ in records]
-        return {r["user_id"] for r in recs if r["source_event_id"] in during_ids}
-
-    topic = w.kafka.recommendations_topic
-    served = served_users(read_until(w.kafka, topic, lambda r: served_users(r) >= users_during))
+    users_during, served = users_served(w.kafka, during)
     result = {
         "faults_injected": 1,
         "outage_s": outage_s,

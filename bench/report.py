@@ -77,9 +77,15 @@ def git_info() -> dict:
 
 
 def command_line() -> str:
+    """The command that produced a result, as someone would type it again."""
+    import shlex
     import sys
 
-    return " ".join(["python", "-m", *sys.argv]) if sys.argv else ""
+    if not sys.argv:
+        return ""
+    prog = Path(sys.argv[0]).name
+    head = ["xrec"] if prog == "xrec" else ["python", sys.argv[0]]
+    return shlex.join([*head, *sys.argv[1:]])
 
 
 def now_iso() -> str:

@@ -139,8 +139,3 @@ def observe_user(d: DomainInterest, params: DriftParams) -> bool:
         d.long_weight *= params.user_keep
         d.drift_left = params.user_hold_events
     return detected
-
-
-def short_weight(d: DomainInterest, base: float, params: DriftParams) -> float:
-    """Short-term weight for queries from ``d``: boosted while the user drifts."""
-    return max(base, params.user_short_weight) if d.drift_left > 0 and params.adaptive else base

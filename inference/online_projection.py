@@ -72,21 +72,29 @@ class OnlineProjections:
     def __init__(self, bundle: ModelBundle, params: DriftParams) -> None:
         self.bundle = bundle
         self.params = params
-        self.rank = int(bundle.fit_info.get("transfer_rank", 32))
-        self.rank = min(self.rank, bundle.input_dim)
+        self.rank = min(int(bundle.fit_info.get("transfer_rank", 32)), bundle.input_dim)
         self.parts: dict[int, PartitionStats] = {}
         self.detector = PageHinkley()
         self.hold = 0  # updates left with fast forgetting
         self.updates = 0
         self.detections = 0
         self._solved: dict[str, np.ndarray] = {}
+        # Pairs whose statistics changed since the last solve: solved once when next served,
+        # so a micro-batch pays one solve per pair instead of one per event.
+        self._dirty: set[tuple[str, str]] = set()
 
     # -- serving -------------------------------------------------------------------------
 
     def projection(self, source: str, target: str) -> np.ndarray:
         """The projection to serve: the online one once it has evidence, else the bundle's."""
-        key = pair_key(source, target)
-        return self._solved.get(key, self.bundle.projection(source, target))
+        if (source, target) in self._dirty:
+            self._dirty.discard((source, target))
+            self._solve(source, target)
+        return self._current(source, target)
+
+    def _current(self, source: str, target: str) -> np.ndarray:
+        """The last solved projection (no solve: residuals inside a batch use this one)."""
+        return self._solved.get(pair_key(source, target), self.bundle.projection(source, target))
 
     @property
     def version(self) -> int:
@@ -119,7 +127,7 @@ class OnlineProjections:
             if not self.bundle.has_projection(source, target):
                 continue
             z, m = means[source], means[target]
-            predicted = z[:r] @ self.projection(source, target)[:r, :r]
+            predicted = z[:r] @ self._current(source, target)[:r, :r]
             residual = min(1.0, relative_residual(predicted, m[:r]))
             if self.detector.update(residual, self.params.pop_detector):
                 detected = True
@@ -130,10 +138,11 @@ class OnlineProjections:
             old = part.stats.get(key) or ProjectionStats.empty(r)
             part.stats[key] = old.update(z, m, forget)
             self.updates += 1
-            self._solve(key, source, target)
+            self._dirty.add((source, target))
         return detected
 
-    def _solve(self, key: str, source: str, target: str) -> None:
+    def _solve(self, source: str, target: str) -> None:
+        key = pair_key(source, target)
         total = None
         for part in self.parts.values():
             s = part.stats.get(key)
@@ -155,7 +164,7 @@ class OnlineProjections:
         self.parts[partition] = part
         for key in {k for p in self.parts.values() for k in p.stats}:
             source, target = key.split("->")
-            self._solve(key, source, target)
+            self._dirty.add((source, target))
 
     def dumps(self, partition: int) -> bytes:
         """A partition's statistics for the projection table."""

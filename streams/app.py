@@ -88,22 +88,14 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
     behaviour_topic = app.topic(kafka.behaviour_topic, **raw)
     recommendations = app.topic(kafka.recommendations_topic, **raw)
     deadletters = app.topic(kafka.deadletter_topic, **raw)
-    users = app.Table(
-        USERS_TABLE,
-        default=None,
-        partitions=kafka.partitions,
-        schema=faust.Schema(
-            key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
+    # str keys, our own binary values (base64 text, see table_codec), one changelog each.
+    table_schema = faust.Schema(
+        key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
+    users = app.Table(USERS_TABLE, default=None, partitions=kafka.partitions, schema=table_schema)
     # Online projection statistics, one record per source partition, kept like user state.
     projection = app.Table(
-        PROJECTION_TABLE,
-        default=None,
-        partitions=kafka.partitions,
-        schema=faust.Schema(
-            key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
+        PROJECTION_TABLE, default=None, partitions=kafka.partitions, schema=table_schema
     )
     behaviour_proc = runtime.behaviour_processor(worker, kafka.behaviour_topic)
     catalogue_proc = runtime.catalogue_processor(worker, kafka.catalogue_topic)

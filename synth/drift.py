@@ -103,7 +103,8 @@ class DriftWorld:
         if scenario is Scenario.NONE:
             half = self._arrivals(size // 2, lambda _: self.mapping)
             rest = self._long_lived(size - len(half.events), switch=False)
-            return DriftStream(scenario, _interleave(half.events, rest.events), size * 10)
+            events = _interleave(half.events, rest.events)
+            return DriftStream(scenario, events, len(events))
         onset_arrival = size // 16  # arrivals of 8 events each: drift from the middle
         window = size // 32 if scenario is Scenario.GRADUAL else 0
 
@@ -129,9 +130,7 @@ class DriftWorld:
             seq += [(TARGET, self.pick(TARGET, int(m[t]))) for _ in range(4)]
             plans.append((user, seq))
         events = list(_round_robin(plans, active=40))
-        onset = next(
-            (k for k, e in enumerate(events) if e["user_id"] == onset_user), len(events) * 10
-        )
+        onset = next((k for k, e in enumerate(events) if e["user_id"] == onset_user), len(events))
         return DriftStream(Scenario.NONE, events, onset)
 
     def _long_lived(self, size: int, switch: bool) -> DriftStream:
@@ -154,7 +153,7 @@ class DriftWorld:
                 seen[e["user_id"]] = seen.get(e["user_id"], 0) + 1
                 if seen[e["user_id"]] == per_user // 2 + 1:
                     switch_at[e["user_id"]] = k
-        onset = min(switch_at.values()) if switch_at else len(events) * 10
+        onset = min(switch_at.values()) if switch_at else len(events)
         return DriftStream(Scenario.USER_SWITCH, events, onset, switch_at)
 
 

@@ -21,7 +21,12 @@ import pytest
 from streams.demo import wait_for
 from synth.generator import SyntheticWorld
 from tests.fixtures.faulty_worker import FaultyWorkerHandle
-from tests.fixtures.topic_reader import read_topic, read_until, settled_user_states
+from tests.fixtures.topic_reader import (
+    read_topic,
+    read_until,
+    settled_user_states,
+    users_served,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.slow]
 
@@ -95,17 +100,8 @@ def test_store_outage_backs_off_keeps_its_place_and_catches_up(make_worker, tmp_
         assert w.metric("xrec_events_total", outcome="applied") == len(events)
         assert w.metric("xrec_events_total", outcome="duplicate") == 0
         assert not read_topic(w.kafka, w.kafka.deadletter_topic)
-        during_ids = {e["event_id"] for e in during}
-        during_users = {e["user_id"] for e in during}
-
-        def served(records: list) -> set[str]:
-            recs = [json.loads(v) for _, v, _ in records]
-            return {r["user_id"] for r in recs if r["source_event_id"] in during_ids}
-
-        topic = w.kafka.recommendations_topic
-        assert served(read_until(w.kafka, topic, lambda r: served(r) >= during_users)) == (
-            during_users
-        )
+        during_users, served = users_served(w.kafka, during)
+        assert served == during_users
         print(f"\nstore outage {OUTAGE_S}s: caught up {caught_up_s:.1f}s after it returned")
     finally:
         w.stop()
