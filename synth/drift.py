@@ -46,6 +46,8 @@ class DriftStream:
     events: list[dict]
     onset: int  # index in ``events`` where drift starts (len(events) when it never does)
     switch_at: dict[str, int] = field(default_factory=dict)  # user_switch: user -> event index
+    # the domain whose events the drift acts on and recall is scored on (None: every event)
+    scored_domain: str | None = None
 
 
 @dataclass
@@ -129,7 +131,7 @@ class DriftWorld:
             seq = [(SOURCE, self.pick(SOURCE, t)) for _ in range(4)]
             seq += [(TARGET, self.pick(TARGET, int(m[t]))) for _ in range(4)]
             plans.append((user, seq))
-        events = list(_round_robin(plans, active=40))
+        events = list(round_robin(plans, active=40))
         onset = next((k for k, e in enumerate(events) if e["user_id"] == onset_user), len(events))
         return DriftStream(Scenario.NONE, events, onset)
 
@@ -145,7 +147,7 @@ class DriftWorld:
                 d = SOURCE if k % 2 == 0 else TARGET
                 seq.append((d, self.pick(d, topic if d == SOURCE else int(self.mapping[topic]))))
             plans.append((f"u{self.seed}-l{u}", seq))
-        events = list(_round_robin(plans, active=60))
+        events = list(round_robin(plans, active=60))
         switch_at: dict[str, int] = {}
         if switch:
             seen: dict[str, int] = {}
@@ -157,8 +159,11 @@ class DriftWorld:
         return DriftStream(Scenario.USER_SWITCH, events, onset, switch_at)
 
 
-def _round_robin(plans: list[tuple[str, list[tuple[str, str]]]], active: int) -> Iterator[dict]:
-    """Interleave users' plans, ``active`` at a time, one event per user per turn."""
+def round_robin(plans: list[tuple[str, list[tuple[str, str]]]], active: int) -> Iterator[dict]:
+    """Interleave users' plans of (domain, item), ``active`` at a time, one event per turn.
+
+    Events are purchases stamped one second apart, in the shape of the behaviour topic.
+    """
     t0, n = 1_700_000_000.0, 0
     waiting = list(reversed(plans))
     live: list[tuple[str, list[tuple[str, str]], int]] = []

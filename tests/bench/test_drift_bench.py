@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.drift_bench import fit_world_bundle, run_scenario
+from bench.drift_bench import fit_world_bundle
+from bench.drift_data import fit_train_bundle, linked_world
+from bench.drift_replay import run_scenario
 from inference.drift import DriftParams
 from inference.interest import InterestParams, UserState, apply_event
 from inference.online_projection import OnlineProjections
 from synth.drift import SOURCE, TARGET, DriftWorld, Scenario
+from tests.fixtures.dataset import hashed_titles, needs_data, small_dataset
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +68,32 @@ def test_statistics_of_another_bundle_are_not_restored(bundle) -> None:
 
 @pytest.mark.slow
 def test_adaptation_recovers_a_population_swap_and_stays_quiet_without_drift(bundle) -> None:
-    swap = run_scenario(DriftWorld(seed=0), bundle, Scenario.POPULATION_SWAP, 4000)
+    swap = run_scenario(bundle, DriftWorld(seed=0).stream(Scenario.POPULATION_SWAP, 4000))
     adaptive, static = (next(r for r in swap if r["variant"] == v) for v in ("adaptive", "static"))
     assert adaptive["prequential_recall@10"] > static["prequential_recall@10"]
     assert adaptive["detections"]["population"] >= 1 and static["detections"] == {
         "user": 0,
         "population": 0,
     }
-    quiet = run_scenario(DriftWorld(seed=0), bundle, Scenario.NONE, 4000)
+    quiet = run_scenario(bundle, DriftWorld(seed=0).stream(Scenario.NONE, 4000))
     assert all(r["false_alarms"] == 0 for r in quiet)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@needs_data
+def test_real_streams_run_both_variants_on_the_held_out_users() -> None:
+    data = small_dataset(train=4000, held_out=100)
+    bundle = fit_train_bundle(data, hashed_titles(data.catalogue.titles), "hashed-words")
+    world = linked_world(data, bundle, seed=0, groups=3)
+    stream = world.stream(Scenario.POPULATION_SWAP)
+    assert 0 < stream.onset < len(stream.events)
+    rows = run_scenario(bundle, stream, bin_size=50, data="food-kitchen")
+    adaptive, static = (next(r for r in rows if r["variant"] == v) for v in ("adaptive", "static"))
+    assert adaptive["data"] == "food-kitchen" and adaptive["scored_domain"] == "kitchen"
+    kitchen = sum(e["domain"] == "kitchen" for e in stream.events)
+    assert 0 < adaptive["evaluated_events"] == static["evaluated_events"] <= kitchen
+    assert adaptive["projection_updates"] > 0 and static["projection_updates"] == 0
+    for r in rows:
+        recall, low, high = r["recall_after_drift"]
+        assert 0 <= low <= recall <= high <= 1

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from bench.baselines import Popularity, TrainData
-from bench.transfer_data import DEFAULT_DATA_DIR, Dataset, load_dataset, subset
+from bench.transfer_data import Dataset
 from bench.transfer_eval import EvalOptions, app, run
 from bench.transfer_protocols import (
     RankingCase,
@@ -24,6 +23,7 @@ from bench.transfer_protocols import (
 from bench.transfer_report import write_results
 from inference.collab import CollabParams
 from inference.fit import FitParams
+from tests.fixtures.dataset import hashed_titles, needs_data, small_dataset
 
 
 def test_recall_and_ndcg_by_hand() -> None:
@@ -74,40 +74,16 @@ def test_sampled_ties_count_half() -> None:
     assert s.recall == 0.0  # expected rank 14: outside the top 10, not a free hit
 
 
-needs_data = pytest.mark.skipif(
-    not (DEFAULT_DATA_DIR / "items.tsv").is_file(),
-    reason=f"dataset not present at {DEFAULT_DATA_DIR}",
-)
-
-
-def _hashed_titles(titles, dim: int = 64) -> np.ndarray:
-    """Cheap deterministic stand-in for the text encoder (bag of hashed words)."""
-    out = np.zeros((len(titles), dim), dtype=np.float32)
-    for i, t in enumerate(titles):
-        for w in re.findall(r"[a-z]+", t.lower()):
-            out[i, sum(map(ord, w)) * 2654435761 % dim] += 1.0
-    out += 1e-3
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
 def small() -> Dataset:
-    full = load_dataset()
-    rng = np.random.default_rng(0)
-    pick = {
-        "train": np.sort(rng.choice(len(full.train), 4000, replace=False)),
-        "valid": np.arange(150),
-        "test": np.arange(150),
-    }
-    splits = {k: subset(full.splits[k], pick[k].tolist()) for k in full.splits}
-    return Dataset(full.root, full.catalogue, splits)
+    return small_dataset()
 
 
 @pytest.mark.data
 @pytest.mark.slow
 @needs_data
 def test_evaluation_runs_on_a_real_subset(small: Dataset, tmp_path) -> None:
-    text = _hashed_titles(small.catalogue.titles)
+    text = hashed_titles(small.catalogue.titles)
     options = EvalOptions(params=FitParams(collab=CollabParams(dim=16)), tune=False)
     rows, facts = run(small, text, "hashed-words", options, bundle_dir=tmp_path / "bundle")
     keys = {(r["protocol"], r["split"], r["direction"], r["method"]) for r in rows}
