@@ -81,6 +81,7 @@ async def _replay(bundle: ModelBundle, stream: DriftStream, adaptive: bool, root
     recs: dict[tuple[str, str], list[str]] = {}
     consumed: dict[tuple[str, str], set[str]] = {}
     hits: list[tuple[int, str, bool]] = []  # (stream index, user, hit) of evaluated events
+    cold: set[int] = set()  # stream indices of evaluated cold-start events
     before = {lv: _detections(lv) for lv in ("user", "population")}
     offset = 0
     for batch in _batches(stream.events):
@@ -91,6 +92,8 @@ async def _replay(bundle: ModelBundle, stream: DriftStream, adaptive: bool, root
             scored = stream.scored_domain in (None, e["domain"])
             if scored and key in recs and e["item_id"] not in seen:
                 hits.append((offset, e["user_id"], e["item_id"] in recs[key]))
+                if not seen:  # the user's first event in this domain: migration alone served it
+                    cold.add(offset)
             seen.add(e["item_id"])
             raw = json.dumps(e).encode()
             msgs.append(SourceMessage("behaviour", 0, offset, e["user_id"].encode(), raw, 0.0))
@@ -102,7 +105,12 @@ async def _replay(bundle: ModelBundle, stream: DriftStream, adaptive: bool, root
     pool.shutdown()
     store.close()
     detections = {lv: int(_detections(lv) - before[lv]) for lv in ("user", "population")}
-    return {"hits": hits, "detections": detections, "projection_updates": model.online.version}
+    return {
+        "hits": hits,
+        "cold": cold,
+        "detections": detections,
+        "projection_updates": model.online.version,
+    }
 
 
 def _detections(level: str) -> float:
@@ -165,20 +173,24 @@ def _wilson(hits: list[bool]) -> list[float]:
     return [round(p, 4), round(centre - half, 4), round(centre + half, 4)]
 
 
-def _before_after(stream: DriftStream, hits: list[tuple[int, str, bool]]) -> dict:
-    """Recall (95% interval) of the evaluated events before and after the drift."""
-    if stream.switch_at:
-        after = [
-            stream.switch_at.get(u) is not None and i >= stream.switch_at[u] for i, u, _ in hits
-        ]
-    else:
-        after = [i >= stream.onset for i, _, _ in hits]
-    return {
-        "recall_before_drift": _wilson(
-            [h for (_, _, h), a in zip(hits, after, strict=True) if not a]
-        ),
-        "recall_after_drift": _wilson([h for (_, _, h), a in zip(hits, after, strict=True) if a]),
-    }
+def _before_after(stream: DriftStream, hits: list[tuple[int, str, bool]], cold: set[int]) -> dict:
+    """Recall (95% interval) before and after the drift: all evaluated events, and cold starts.
+
+    Cold starts (a user's first event in the domain) are served by migration alone, so they
+    show what a changed cross-domain relation does without the user's own history to hide it.
+    """
+
+    def after(i: int, user: str) -> bool:
+        if stream.switch_at:
+            return stream.switch_at.get(user) is not None and i >= stream.switch_at[user]
+        return i >= stream.onset
+
+    out = {}
+    for name, keep in (("", lambda i: True), ("cold_", lambda i: i in cold)):
+        for when, side in (("before", False), ("after", True)):
+            picked = [h for i, u, h in hits if keep(i) and after(i, u) is side]
+            out[f"recall_{name}{when}_drift"] = _wilson(picked)
+    return out
 
 
 def run_scenario(
@@ -209,7 +221,7 @@ def run_scenario(
                 "seconds": round(time.perf_counter() - start, 1),
                 "scored_domain": stream.scored_domain or "all",
                 "bin_events": bin_size,
-                **_before_after(stream, hits),
+                **_before_after(stream, hits, res["cold"]),
             }
             if scenario is Scenario.USER_SWITCH:
                 u = _user_recovery(stream, hits)

@@ -85,7 +85,7 @@ class DriftParams:
     # population level: relative residual per refining pair, capped at 1 (worse than predicting
     # nothing), so one odd pair cannot count as a trend
     pop_detector: PageHinkleyParams = PageHinkleyParams(
-        delta=0.1, threshold=40.0, min_instances=200
+        delta=0.15, threshold=40.0, min_instances=200
     )
     pop_forget: float = 0.9995  # projection forgetting factor per pair, normally
     pop_forget_drift: float = 0.99  # ... while the population drifts

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inference.errors import ConfigError
 from synth.drift import DriftStream, Scenario, round_robin
 
 Plan = tuple[str, list[tuple[str, str]]]
@@ -67,13 +68,15 @@ class LinkedWorld:
 
     def __post_init__(self) -> None:
         if not len(self.sources) == len(self.targets) == len(self.taste):
-            raise ValueError("sources, targets and taste must describe the same users")
+            raise ConfigError("sources, targets and taste must describe the same users")
         self.rng = np.random.default_rng(self.seed)
         norm = np.linalg.norm(self.taste, axis=1, keepdims=True)
         self.group = kmeans(self.taste / np.maximum(norm, 1e-12), self.groups, self.seed)
         self.members = [np.flatnonzero(self.group == g) for g in range(self.groups)]
         if any(len(m) < 2 for m in self.members):
-            raise ValueError(f"{self.groups} taste groups need at least 2 users each")
+            raise ConfigError(
+                f"{self.groups} taste groups need at least 2 users each: pass fewer groups"
+            )
         order = self.rng.permutation(self.groups)
         self.link = np.arange(self.groups)
         self.new_link = np.empty(self.groups, dtype=np.int64)
