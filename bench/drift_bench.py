@@ -190,8 +190,10 @@ def _summary(rows: list[dict]) -> dict:
             if s["prequential_recall@10"]
             else None,
             "recall_after_drift": {
-                "adaptive": a["recall_after_drift"],
-                "static": s["recall_after_drift"],
+                v: r["recall_after_drift"] for v, r in (("adaptive", a), ("static", s))
+            },
+            "cold_start_recall_after_drift": {
+                v: r["recall_cold_after_drift"] for v, r in (("adaptive", a), ("static", s))
             },
             "false_alarms": a["false_alarms"],
         }
