@@ -17,6 +17,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from bench.drift_data import food_kitchen
 from bench.drift_replay import run_scenario
 from bench.report import command_line, machine, now_iso, write_json
 from inference.bundle import ModelBundle
@@ -104,8 +105,6 @@ def synthetic_rows(size: int, seed: int, scenarios: list[Scenario]) -> tuple[lis
 
 def real_rows(data: Path | None, seed: int, scenarios: list[Scenario]) -> tuple[list[dict], str]:
     """Every scenario on the Food -> Kitchen held-out users (skipped without the dataset)."""
-    from bench.drift_data import food_kitchen
-
     world, bundle = food_kitchen(data, seed)
     rows = []
     for scenario in scenarios:

@@ -155,6 +155,8 @@ def run_benchmark(
         extra_env=worker_env,
     )
     notes: list[str] = []
+    if len(wl.users) < users:  # the dataset has fewer users than asked for: say so
+        notes.append(f"{users} users asked for, the {wl.source} workload has {len(wl.users)}")
     doc: dict = {}
     try:
         wait_for(lambda: bool(scrape(port)), 120, "worker web server", proc)

@@ -27,6 +27,7 @@ from enum import StrEnum
 import numpy as np
 
 SOURCE, TARGET = "books", "video"
+Plan = tuple[str, list[tuple[str, str]]]  # a user id and their (domain, item id) events in order
 
 
 class Scenario(StrEnum):
@@ -159,7 +160,7 @@ class DriftWorld:
         return DriftStream(Scenario.USER_SWITCH, events, onset, switch_at)
 
 
-def round_robin(plans: list[tuple[str, list[tuple[str, str]]]], active: int) -> Iterator[dict]:
+def round_robin(plans: list[Plan], active: int) -> Iterator[dict]:
     """Interleave users' plans of (domain, item), ``active`` at a time, one event per turn.
 
     Events are purchases stamped one second apart, in the shape of the behaviour topic.

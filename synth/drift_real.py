@@ -28,9 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inference.errors import ConfigError
-from synth.drift import DriftStream, Scenario, round_robin
-
-Plan = tuple[str, list[tuple[str, str]]]
+from synth.drift import DriftStream, Plan, Scenario, round_robin
 
 
 def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 25) -> np.ndarray:
