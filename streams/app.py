@@ -2,8 +2,9 @@
 
 :func:`build_app` wires settings and the runtime (encoder, store, model) into a ``faust.App``.
 Agents take micro-batches (``take_events``), hand them to the Faust-free processors, publish
-what comes back, and flush the producer before Faust acknowledges the batch, so an offset is
-never committed ahead of the state and recommendations it produced.
+what comes back, flush the producer and wait for the broker to acknowledge every changelog
+record of the batch before Faust acknowledges it, so an offset is never committed ahead of the
+state and recommendations it produced (see :mod:`streams.changelog`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import logging
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.streams import _current_event  # the table picks its changelog partition from it
 
 from streams.behaviour import LearnedState
+from streams.changelog import AckedTable, changelogs_acked
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
+from streams.recovery import fetched_end_consumer
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
 from streams.table_codec import from_table, to_table
@@ -76,7 +79,10 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         value_serializer="raw",
         # A few seconds of recovery delay are for multi-worker rebalances; one worker starts now.
         stream_recovery_delay=0.0,
+        Table=AckedTable,  # app.Table builds tables whose changelog writes can be awaited
     )
+    # Table recovery reads changelog end offsets from fetch responses (see streams.recovery).
+    app.transport.Consumer = fetched_end_consumer(kafka)  # type: ignore[misc]
     raw = {
         "key_type": bytes,
         "value_type": bytes,
@@ -92,10 +98,14 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
     table_schema = faust.Schema(
         key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
-    users = app.Table(USERS_TABLE, default=None, partitions=kafka.partitions, schema=table_schema)
+    users = cast(
+        AckedTable,
+        app.Table(USERS_TABLE, default=None, partitions=kafka.partitions, schema=table_schema),
+    )
     # Online projection statistics, one record per source partition, kept like user state.
-    projection = app.Table(
-        PROJECTION_TABLE, default=None, partitions=kafka.partitions, schema=table_schema
+    projection = cast(
+        AckedTable,
+        app.Table(PROJECTION_TABLE, default=None, partitions=kafka.partitions, schema=table_schema),
     )
     behaviour_proc = runtime.behaviour_processor(worker, kafka.behaviour_topic)
     catalogue_proc = runtime.catalogue_processor(worker, kafka.catalogue_topic)
@@ -140,6 +150,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         for rec in out.recommendations:
             await send(name, rec.user_id.encode(), rec.model_dump_json().encode(), None, None, None)
         await app.producer.flush()
+        await changelogs_acked(users, projection)
         STAGE_SECONDS.labels("publish").observe(time.perf_counter() - start)
 
     @app.agent(behaviour_topic, name="behaviour")

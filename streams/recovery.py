@@ -1,0 +1,73 @@
+"""End offsets for Faust's table recovery, taken from fetch responses instead of ListOffsets.
+
+Faust rebuilds a table by reading its changelog up to the end offsets the consumer lists
+(ListOffsets) and stops there. Tansu, the development and test broker, answers ListOffsets with
+the base offset of a partition's last record batch instead of the offset after its last record
+(measured: 16 for a partition holding 4 batches of 5 records), so Faust ended recovery one batch
+early and the newest state of the users in that batch was lost on every restart; their events
+were already committed, so they were never applied again. A fetch response carries the true
+high watermark on every broker, Kafka included, so recovery asks for that instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
+from faust.types import TP
+
+from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+async def fetched_end_offsets(
+    kafka: KafkaSettings, listed: Mapping[TP, int | None], timeout_s: float = 30.0
+) -> dict[TP, int]:
+    """Each partition's high watermark as a fetch from its listed end offset reports it.
+
+    Never lower than the listed offset; raises ``TimeoutError`` when a partition does not
+    answer in ``timeout_s`` (recovery must not start from a guess).
+    """
+    tps = {TopicPartition(tp.topic, tp.partition): tp for tp in listed}
+    if not tps:
+        return {}
+    consumer = AIOKafkaConsumer(**kafka.aiokafka_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(tps))
+        for atp, tp in tps.items():
+            consumer.seek(atp, max(0, listed[tp] or 0))
+        ends: dict[TP, int] = {}
+
+        async def fetch_all() -> None:
+            while len(ends) < len(tps):
+                waiting = [atp for atp, tp in tps.items() if tp not in ends]
+                await consumer.getmany(*waiting, timeout_ms=100)
+                for atp in waiting:
+                    high = consumer.highwater(atp)  # set by any fetch answer, records or not
+                    if high is not None:
+                        ends[tps[atp]] = max(high, listed[tps[atp]] or 0)
+
+        await asyncio.wait_for(fetch_all(), timeout_s)
+    finally:
+        await consumer.stop()
+    moved = {tp: (listed[tp], end) for tp, end in ends.items() if end != listed[tp]}
+    if moved:
+        log.info("changelog end offsets corrected from fetch responses: %s", moved)
+    return ends
+
+
+def fetched_end_consumer(kafka: KafkaSettings) -> type[FaustConsumer]:
+    """Faust's aiokafka consumer whose ``highwaters`` (used by table recovery) are fetched."""
+
+    class FetchedEndConsumer(FaustConsumer):
+        async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+            listed: Any = await super().highwaters(*partitions)
+            return await fetched_end_offsets(kafka, listed)
+
+    return FetchedEndConsumer
