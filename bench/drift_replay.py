@@ -140,12 +140,20 @@ def _recovery(curve: list[tuple[int, float]], onset: int) -> tuple[float, int | 
 
 
 def _user_recovery(stream: DriftStream, hits: list[tuple[int, str, bool]]) -> dict:
-    """user_switch: recall by the number of a user's own events since their switch."""
-    position: dict[int, int] = {}  # stream index -> the user's own event number
-    count: dict[str, int] = {}
+    """user_switch: recall by the number of a user's own events in the domain since the switch.
+
+    Counted per domain because users alternate domains whose recall levels differ (real Food
+    recall is several times Kitchen's): a gap counted over both domains would alternate
+    between them and measure the domain, not the recovery.
+    """
+    gap: dict[int, int] = {}  # stream index after a switch -> own events in its domain since
+    since: dict[tuple[str, str], int] = {}
     for k, e in enumerate(stream.events):
-        position[k] = count.get(e["user_id"], 0)
-        count[e["user_id"]] = position[k] + 1
+        at = stream.switch_at.get(e["user_id"])
+        if at is not None and k >= at:
+            key = (e["user_id"], e["domain"])
+            gap[k] = since.get(key, 0)
+            since[key] = gap[k] + 1
     pre: list[bool] = []
     per_gap: dict[int, list[bool]] = {}
     for idx, user, hit in hits:
@@ -155,7 +163,7 @@ def _user_recovery(stream: DriftStream, hits: list[tuple[int, str, bool]]) -> di
         if idx < at:
             pre.append(hit)
         else:
-            per_gap.setdefault(position[idx] - position[at], []).append(hit)
+            per_gap.setdefault(gap[idx], []).append(hit)
     level = float(np.mean(pre)) if pre else 0.0
     curve = [(g, float(np.mean(per_gap[g]))) for g in sorted(per_gap)]
     back = next((g for g, r in curve if r >= RECOVERED * level), None)
@@ -228,7 +236,7 @@ def run_scenario(
                 row |= {
                     "pre_drift_recall@10": round(u["pre_level"], 4),
                     "recovery_events": u["recovery_events"],
-                    "recovery_unit": "the user's own events since their switch",
+                    "recovery_unit": "the user's own events in the domain since their switch",
                     "curve": [(g, round(r, 4)) for g, r in u["curve"]],
                 }
             else:

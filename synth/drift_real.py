@@ -16,8 +16,10 @@ target-domain behaviour follows which source-domain behaviour, for part of the s
 Scenarios match :class:`synth.drift.Scenario`: ``population_swap`` (arrivals after the onset
 follow the permuted link), ``gradual`` (the share on the permuted link grows linearly),
 ``user_switch`` (users whose behaviour in both domains switches half-way to that of a user of
-another taste group) and ``none``. Every real user appears once per stream, so nothing is
-scored twice. Item ids are the dataset's (as strings); numpy only.
+another taste group; only users with ``switch_per_domain`` events in both domains, so the
+long-term interest a switch must overcome is there) and ``none``. Every real user appears at
+most once per stream, so nothing is scored twice. Item ids are the dataset's (as strings);
+numpy only.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class LinkedWorld:
     target: str
     groups: int = 8
     per_domain: int = 5  # events per domain and user (sequences are cut, never padded)
+    # user_switch halves: long enough for a user's long-term interest to outweigh the change
+    # (with 5 events per domain both variants follow a switch at once), so only users with at
+    # least this many events in both domains take part
+    switch_per_domain: int = 10
     seed: int = 0
     rng: np.random.Generator = field(init=False)
 
@@ -89,8 +95,10 @@ class LinkedWorld:
         pool = self.members[int(link[self.group[user]])]
         return int(pool[self.rng.integers(len(pool))])
 
-    def _cut(self, items: Sequence[str], domain: str) -> list[tuple[str, str]]:
-        return [(domain, i) for i in list(items)[: self.per_domain]]
+    def _cut(
+        self, items: Sequence[str], domain: str, n: int | None = None
+    ) -> list[tuple[str, str]]:
+        return [(domain, i) for i in list(items)[: n or self.per_domain]]
 
     def _arrival(self, user: int, link: np.ndarray) -> list[tuple[str, str]]:
         """Source events first, then the (donor's) target events: cold start in the target."""
@@ -99,10 +107,10 @@ class LinkedWorld:
             self.targets[donor], self.target
         )
 
-    def _alternating(self, user: int, link: np.ndarray) -> list[tuple[str, str]]:
-        """Source and (donor's) target events alternating: a user active in both domains."""
-        a = self._cut(self.sources[user], self.source)
-        b = self._cut(self.targets[self.donor(user, link)], self.target)
+    def _alternating(self, user: int, link: np.ndarray, n: int) -> list[tuple[str, str]]:
+        """``n`` source and (donor's) target events alternating: a user active in both."""
+        a = self._cut(self.sources[user], self.source, n)
+        b = self._cut(self.targets[self.donor(user, link)], self.target, n)
         return [e for pair in zip(a, b, strict=False) for e in pair]
 
     # -- streams --------------------------------------------------------------------------
@@ -135,15 +143,22 @@ class LinkedWorld:
         """Pairs of real users of different taste groups: one's events, then the other's."""
         plans: list[Plan] = []
         first_half: dict[str, int] = {}
-        order = self.rng.permutation(len(self.sources))
+        n = self.switch_per_domain
+        order = np.array(
+            [
+                u
+                for u in self.rng.permutation(len(self.sources))
+                if min(len(self.sources[u]), len(self.targets[u])) >= n
+            ]
+        )
         firsts, rest = order[: len(order) // 2], list(order[len(order) // 2 :])
-        for n, u in enumerate(firsts):
+        for i, u in enumerate(firsts):
             k = next((k for k, v in enumerate(rest) if self.group[v] != self.group[u]), None)
             if k is None:
                 break
-            before = self._alternating(int(u), self.link)
-            user = f"r{self.seed}-l{n}"
-            plans.append((user, before + self._alternating(int(rest.pop(k)), self.link)))
+            before = self._alternating(int(u), self.link, n)
+            user = f"r{self.seed}-l{i}"
+            plans.append((user, before + self._alternating(int(rest.pop(k)), self.link, n)))
             first_half[user] = len(before)
         events = list(round_robin(plans, active=60))
         seen: dict[str, int] = {}

@@ -22,7 +22,9 @@ def world() -> LinkedWorld:
     )
     sources = [[f"f{u}-{k}" for k in range(6)] for u in range(users)]
     targets = [[f"k{u}-{k}" for k in range(4)] for u in range(users)]
-    return LinkedWorld(sources, targets, taste, "food", "kitchen", groups=GROUPS, seed=1)
+    return LinkedWorld(
+        sources, targets, taste, "food", "kitchen", groups=GROUPS, seed=1, switch_per_domain=4
+    )
 
 
 def _owners(events: list[dict]) -> dict[str, dict[str, list[int]]]:
@@ -85,3 +87,27 @@ def test_switching_users_take_on_another_groups_behaviour(world: LinkedWorld) ->
         after = {int(e["item_id"][1:].split("-")[0]) for e in mine[k:]}
         (u,), (v,) = before, after
         assert world.group[u] != world.group[v]
+
+
+def test_only_users_with_long_histories_switch(world: LinkedWorld) -> None:
+    # every third user gets 6 kitchen events; the rest keep 4 (too few for 5 per half)
+    targets = [
+        [f"k{u}-{k}" for k in range(6 if u % 3 == 0 else 4)] for u in range(len(world.group))
+    ]
+    long = LinkedWorld(
+        world.sources,
+        targets,
+        world.taste,
+        "food",
+        "kitchen",
+        groups=GROUPS,
+        seed=1,
+        switch_per_domain=5,
+    )
+    s = long.stream(Scenario.USER_SWITCH)
+    assert s.switch_at
+    for user in {e["user_id"] for e in s.events}:
+        mine = [e for e in s.events if e["user_id"] == user]
+        assert len(mine) == 20  # 5 per domain, before and after the switch
+        owners = {int(e["item_id"][1:].split("-")[0]) for e in mine}
+        assert all(u % 3 == 0 for u in owners)
