@@ -196,4 +196,11 @@ def _summary(rows: list[dict]) -> dict:
             },
             "false_alarms": a["false_alarms"],
         }
+        oracle = [
+            r
+            for r in rows
+            if (r["data"], r["scenario"], r["variant"]) == (data, name, "oracle_reset")
+        ]
+        if oracle:
+            out[f"{data}/{name}"]["recovery_oracle_reset"] = oracle[0]["recovery_events"]
     return out

@@ -12,6 +12,9 @@ scored domain, only that domain's events are evaluated (the drift acts there alo
 Reported per variant: prequential Recall@10 over the stream, recall over time, recall before
 and after the drift with 95% intervals, the number of events until recall recovers to 90% of
 its pre-drift level, and the drift detections (on the ``none`` stream all are false alarms).
+``user_switch`` adds ``oracle_reset``: the static variant with each user's state dropped at
+the very event of their switch (which only the scenario knows), the fastest any forgetting
+can follow a switch; a switched user then recovers only as fast as a new user's history grows.
 """
 
 from __future__ import annotations
@@ -61,9 +64,12 @@ def _batches(events: list[dict], size: int = 64) -> list[list[dict]]:
     return [*out, cur] if cur else out
 
 
-async def _replay(bundle: ModelBundle, stream: DriftStream, adaptive: bool, root: Path) -> dict:
+async def _replay(
+    bundle: ModelBundle, stream: DriftStream, adaptive: bool, root: Path, reset: bool = False
+) -> dict:
+    """One variant over the stream; ``reset`` drops each user's state at their switch."""
     model = BundleModel(bundle, drift=DriftParams(adaptive=adaptive))
-    store = EdgeStore(QdrantSettings(path=root / f"{stream.scenario}-{adaptive}"))
+    store = EdgeStore(QdrantSettings(path=root / f"{stream.scenario}-{adaptive}-{reset}"))
     store.ensure_collections(model.stored_dim)
     store.upsert_items([ItemPoint(i, d, v) for i, d, v in model.bootstrap_points()])
     pool = ThreadPoolExecutor(1)
@@ -95,6 +101,8 @@ async def _replay(bundle: ModelBundle, stream: DriftStream, adaptive: bool, root
                 if not seen:  # the user's first event in this domain: migration alone served it
                     cold.add(offset)
             seen.add(e["item_id"])
+            if reset and stream.switch_at.get(e["user_id"]) == offset:
+                table.pop(e["user_id"], None)  # the oracle knows the switch: start afresh
             raw = json.dumps(e).encode()
             msgs.append(SourceMessage("behaviour", 0, offset, e["user_id"].encode(), raw, 0.0))
             offset += 1
@@ -207,10 +215,14 @@ def run_scenario(
     """Both variants of one scenario's stream; rows for drift.json."""
     scenario = stream.scenario
     rows = []
+    variants = [("adaptive", True, False), ("static", False, False)]
+    if scenario is Scenario.USER_SWITCH:
+        # the bound on forgetting: static, with each user's state dropped at their switch
+        variants.append(("oracle_reset", False, True))
     with tempfile.TemporaryDirectory() as tmp:
-        for variant, adaptive in (("adaptive", True), ("static", False)):
+        for variant, adaptive, reset in variants:
             start = time.perf_counter()
-            res = asyncio.run(_replay(bundle, stream, adaptive, Path(tmp)))
+            res = asyncio.run(_replay(bundle, stream, adaptive, Path(tmp), reset))
             hits = res["hits"]
             curve = _curve(hits, bin_size)
             row = {

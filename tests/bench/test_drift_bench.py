@@ -7,11 +7,11 @@ import pytest
 
 from bench.drift_bench import fit_world_bundle
 from bench.drift_data import fit_train_bundle, linked_world
-from bench.drift_replay import run_scenario
+from bench.drift_replay import _user_recovery, run_scenario
 from inference.drift import DriftParams
 from inference.interest import InterestParams, UserState, apply_event
 from inference.online_projection import OnlineProjections
-from synth.drift import SOURCE, TARGET, DriftWorld, Scenario
+from synth.drift import SOURCE, TARGET, DriftStream, DriftWorld, Scenario
 from tests.fixtures.dataset import hashed_titles, needs_data, small_dataset
 
 
@@ -97,3 +97,26 @@ def test_real_streams_run_both_variants_on_the_held_out_users() -> None:
     for r in rows:
         recall, low, high = r["recall_after_drift"]
         assert 0 <= low <= recall <= high <= 1
+
+
+def test_user_recovery_counts_the_users_events_in_each_domain() -> None:
+    # one user alternating x / y, switching at stream index 2; y follows the switch at once,
+    # x only from its third event after it: recovered at the third event of each domain
+    events = [{"user_id": "a", "domain": "xy"[k % 2], "item_id": str(k)} for k in range(8)]
+    stream = DriftStream(Scenario.USER_SWITCH, events, 2, {"a": 2})
+    hits = [(0, "a", True), (1, "a", True), (2, "a", False), (3, "a", True)]
+    hits += [(4, "a", False), (5, "a", True), (6, "a", True), (7, "a", True)]
+    rec = _user_recovery(stream, hits)
+    assert rec["curve"] == [(0, 0.5), (1, 0.5), (2, 1.0)]
+    assert rec["recovery_events"] == 2  # counted over both domains mixed it would say 1
+
+
+@pytest.mark.slow
+def test_user_switch_reports_the_oracle_reset_bound(bundle) -> None:
+    rows = run_scenario(bundle, DriftWorld(seed=0).stream(Scenario.USER_SWITCH, 2400))
+    by = {r["variant"]: r for r in rows}
+    assert set(by) == {"adaptive", "static", "oracle_reset"}
+    assert by["oracle_reset"]["detections"] == {"user": 0, "population": 0}
+    assert by["adaptive"]["detections"]["user"] > 0
+    # dropping the old taste at the switch beats keeping it (static), on the same stream
+    assert by["oracle_reset"]["recall_after_drift"][0] > by["static"]["recall_after_drift"][0]

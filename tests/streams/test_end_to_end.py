@@ -11,6 +11,8 @@ from collections import defaultdict
 
 import pytest
 
+from inference.interest import loads
+from streams.table_codec import from_table
 from synth.generator import SyntheticWorld, SynthUser
 
 pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.slow]
@@ -225,4 +227,24 @@ def test_restart_recovers_the_newest_state_of_every_user(make_worker) -> None:
             break
         time.sleep(0.5)
     applied = {u: s.events_applied for u, s in w.user_states().items()}
-    assert applied == {u.user_id: 7 for u in users}
+    assert applied == {u.user_id: 7 for u in users}, _history(w, applied, 7)
+
+
+def _history(w, applied: dict[str, int], want: int) -> str:
+    """Every changelog record of the users whose count is off: what went missing, and where."""
+    from tests.fixtures.topic_reader import read_topic
+
+    odd = {u for u, n in applied.items() if n != want}
+    metrics = {
+        outcome: w.metric("xrec_events_total", outcome=outcome)
+        for outcome in ("applied", "duplicate")
+    }
+    lines = [f"worker log: {w.log_path}; since the restart: {metrics}"]
+    for _, value, h in read_topic(w.kafka, w.kafka.deadletter_topic):
+        lines.append(f"dead letter {h.get('x-error-reason')}: {value[:80]!r}")
+    for key, value, _ in read_topic(w.kafka, f"{w.app_id}-users-changelog"):
+        user = json.loads(key)
+        if user in odd:
+            st = loads(from_table(json.loads(value)))
+            lines.append(f"{user}: n={st.events_applied} offsets={st.offsets} ids={st.event_ids}")
+    return "\n".join(lines)
