@@ -212,7 +212,7 @@ def _before_after(stream: DriftStream, hits: list[tuple[int, str, bool]], cold: 
 def run_scenario(
     bundle: ModelBundle, stream: DriftStream, bin_size: int = BIN, data: str = "synthetic"
 ) -> list:
-    """Both variants of one scenario's stream; rows for drift.json."""
+    """Both variants of one scenario's stream (and the oracle for user_switch); drift.json rows."""
     scenario = stream.scenario
     rows = []
     variants = [("adaptive", True, False), ("static", False, False)]

@@ -4,8 +4,9 @@ Faust sends a table's changelog records through its producer buffer, and neither
 commit nor ``Producer.flush`` waits for that buffer to drain: ``ProducerBuffer.flush`` gives up
 as soon as one hand-over takes longer than 0.1 s, which happens on a busy worker. An offset
 could then be committed for an event whose new state never reached the changelog, and a crash
-at that moment lost the event (seen as one missing event after a SIGKILL under load). The agents
-therefore await :meth:`AckedTable.changelog_acked` before Faust acknowledges their batch.
+at that moment would lose the event (found by reading Faust; the buffer usually drains before
+the next commit). The agents therefore await :meth:`AckedTable.changelog_acked` before Faust
+acknowledges their batch.
 """
 
 from __future__ import annotations
