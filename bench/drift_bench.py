@@ -75,7 +75,7 @@ def plot(rows: list[dict], path: Path) -> Path:
                 )
             if name == Scenario.USER_SWITCH:
                 ax.axvline(0, color="grey", linestyle=":", label="switch")
-                ax.set_xlabel("user's events since their switch")
+                ax.set_xlabel("user's events in the domain since their switch")
             else:
                 onset = mine[0]["drift_onset"] if mine else None
                 if onset is not None:
@@ -172,12 +172,10 @@ def run(
 
 def _summary(rows: list[dict]) -> dict:
     """Per data set and scenario: recovery speed-up, recall ratio, false alarms (the goals)."""
+    by = {(r["data"], r["scenario"], r["variant"]): r for r in rows}
     out = {}
-    for data, name in dict.fromkeys((r["data"], r["scenario"]) for r in rows):
-        a, s = (
-            next(r for r in rows if (r["data"], r["scenario"], r["variant"]) == (data, name, v))
-            for v in ("adaptive", "static")
-        )
+    for data, name in dict.fromkeys((d, n) for d, n, _ in by):
+        a, s = by[data, name, "adaptive"], by[data, name, "static"]
         ra, rs = a["recovery_events"], s["recovery_events"]
         out[f"{data}/{name}"] = {
             "recovery_adaptive": ra,
@@ -196,11 +194,7 @@ def _summary(rows: list[dict]) -> dict:
             },
             "false_alarms": a["false_alarms"],
         }
-        oracle = [
-            r
-            for r in rows
-            if (r["data"], r["scenario"], r["variant"]) == (data, name, "oracle_reset")
-        ]
-        if oracle:
-            out[f"{data}/{name}"]["recovery_oracle_reset"] = oracle[0]["recovery_events"]
+        oracle = by.get((data, name, "oracle_reset"))
+        if oracle is not None:
+            out[f"{data}/{name}"]["recovery_oracle_reset"] = oracle["recovery_events"]
     return out

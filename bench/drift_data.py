@@ -10,7 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.transfer_data import DEFAULT_MODEL_DIR, Dataset, load_dataset, split_by_domain
+from bench.transfer_data import (
+    DEFAULT_MODEL_DIR,
+    Dataset,
+    load_dataset,
+    split_by_domain,
+    title_vectors,
+)
 from inference.bundle import BundleParams, ModelBundle
 from inference.fit import FitParams, ItemCatalogue, fit_bundle
 from synth.drift_real import LinkedWorld
@@ -49,8 +55,6 @@ def food_kitchen(
     data: Path | None, seed: int, model_dir: Path = DEFAULT_MODEL_DIR
 ) -> tuple[LinkedWorld, ModelBundle]:
     """Load the dataset, encode titles (cached), fit on train, build the linked world."""
-    from bench.transfer_data import title_vectors
-
     dataset = load_dataset(data)
     text, text_model = title_vectors(dataset, model_dir)
     bundle = fit_train_bundle(dataset, text, text_model)

@@ -149,15 +149,21 @@ class DriftWorld:
                 seq.append((d, self.pick(d, topic if d == SOURCE else int(self.mapping[topic]))))
             plans.append((f"u{self.seed}-l{u}", seq))
         events = list(round_robin(plans, active=60))
-        switch_at: dict[str, int] = {}
-        if switch:
-            seen: dict[str, int] = {}
-            for k, e in enumerate(events):
-                seen[e["user_id"]] = seen.get(e["user_id"], 0) + 1
-                if seen[e["user_id"]] == per_user // 2 + 1:
-                    switch_at[e["user_id"]] = k
-        onset = min(switch_at.values()) if switch_at else len(events)
-        return DriftStream(Scenario.USER_SWITCH, events, onset, switch_at)
+        halves = {user: per_user // 2 for user, _ in plans} if switch else {}
+        return switching_stream(events, halves)
+
+
+def switching_stream(events: list[dict], first_half: dict[str, int]) -> DriftStream:
+    """A user_switch stream: each user of ``first_half`` switches after that many events."""
+    seen: dict[str, int] = {}
+    switch_at: dict[str, int] = {}
+    for k, e in enumerate(events):
+        user = e["user_id"]
+        seen[user] = seen.get(user, 0) + 1
+        if user in first_half and seen[user] == first_half[user] + 1:
+            switch_at[user] = k
+    onset = min(switch_at.values()) if switch_at else len(events)
+    return DriftStream(Scenario.USER_SWITCH, events, onset, switch_at)
 
 
 def round_robin(plans: list[Plan], active: int) -> Iterator[dict]:

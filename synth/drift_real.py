@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inference.errors import ConfigError
-from synth.drift import DriftStream, Plan, Scenario, round_robin
+from synth.drift import DriftStream, Plan, Scenario, round_robin, switching_stream
 
 
 def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 25) -> np.ndarray:
@@ -107,10 +107,10 @@ class LinkedWorld:
             self.targets[donor], self.target
         )
 
-    def _alternating(self, user: int, link: np.ndarray, n: int) -> list[tuple[str, str]]:
-        """``n`` source and (donor's) target events alternating: a user active in both."""
+    def _alternating(self, user: int, n: int) -> list[tuple[str, str]]:
+        """``n`` of the user's own source and target events alternating: active in both."""
         a = self._cut(self.sources[user], self.source, n)
-        b = self._cut(self.targets[self.donor(user, link)], self.target, n)
+        b = self._cut(self.targets[user], self.target, n)
         return [e for pair in zip(a, b, strict=False) for e in pair]
 
     # -- streams --------------------------------------------------------------------------
@@ -156,16 +156,8 @@ class LinkedWorld:
             k = next((k for k, v in enumerate(rest) if self.group[v] != self.group[u]), None)
             if k is None:
                 break
-            before = self._alternating(int(u), self.link, n)
+            before = self._alternating(int(u), n)
             user = f"r{self.seed}-l{i}"
-            plans.append((user, before + self._alternating(int(rest.pop(k)), self.link, n)))
+            plans.append((user, before + self._alternating(int(rest.pop(k)), n)))
             first_half[user] = len(before)
-        events = list(round_robin(plans, active=60))
-        seen: dict[str, int] = {}
-        switch_at: dict[str, int] = {}
-        for k, e in enumerate(events):
-            seen[e["user_id"]] = seen.get(e["user_id"], 0) + 1
-            if seen[e["user_id"]] == first_half[e["user_id"]] + 1:
-                switch_at[e["user_id"]] = k
-        onset = min(switch_at.values()) if switch_at else len(events)
-        return DriftStream(Scenario.USER_SWITCH, events, onset, switch_at)
+        return switching_stream(list(round_robin(plans, active=60)), first_half)

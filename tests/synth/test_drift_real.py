@@ -27,11 +27,16 @@ def world() -> LinkedWorld:
     )
 
 
+def _owner(item_id: str) -> int:
+    """The real user an item of the fixture names (f<u>-<k> or k<u>-<k>)."""
+    return int(item_id[1:].split("-")[0])
+
+
 def _owners(events: list[dict]) -> dict[str, dict[str, list[int]]]:
     """stream user -> domain -> the real users whose items they touched, in order."""
     out: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for e in events:
-        out[e["user_id"]][e["domain"]].append(int(e["item_id"][1:].split("-")[0]))
+        out[e["user_id"]][e["domain"]].append(_owner(e["item_id"]))
     return out
 
 
@@ -83,8 +88,8 @@ def test_switching_users_take_on_another_groups_behaviour(world: LinkedWorld) ->
     for user, at in s.switch_at.items():
         mine = [e for e in s.events if e["user_id"] == user]
         k = next(i for i, e in enumerate(mine) if e is s.events[at])
-        before = {int(e["item_id"][1:].split("-")[0]) for e in mine[:k]}
-        after = {int(e["item_id"][1:].split("-")[0]) for e in mine[k:]}
+        before = {_owner(e["item_id"]) for e in mine[:k]}
+        after = {_owner(e["item_id"]) for e in mine[k:]}
         (u,), (v,) = before, after
         assert world.group[u] != world.group[v]
 
@@ -109,5 +114,4 @@ def test_only_users_with_long_histories_switch(world: LinkedWorld) -> None:
     for user in {e["user_id"] for e in s.events}:
         mine = [e for e in s.events if e["user_id"] == user]
         assert len(mine) == 20  # 5 per domain, before and after the switch
-        owners = {int(e["item_id"][1:].split("-")[0]) for e in mine}
-        assert all(u % 3 == 0 for u in owners)
+        assert all(_owner(e["item_id"]) % 3 == 0 for e in mine)
