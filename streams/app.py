@@ -22,7 +22,7 @@ from streams.behaviour import LearnedState
 from streams.changelog import AckedTable, changelogs_acked
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
-from streams.recovery import fetched_end_consumer
+from streams.recovery import recovery_safe_consumer
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
 from streams.table_codec import from_table, to_table
@@ -81,8 +81,9 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         stream_recovery_delay=0.0,
         Table=AckedTable,  # app.Table builds tables whose changelog writes can be awaited
     )
-    # Table recovery reads changelog end offsets from fetch responses (see streams.recovery).
-    app.transport.Consumer = fetched_end_consumer(kafka)  # type: ignore[misc]
+    # Recovery reads changelog ends from fetch responses, and no fetch is lost between the
+    # seek and the buffer clear after it (see streams.recovery).
+    app.transport.Consumer = recovery_safe_consumer(kafka)  # type: ignore[misc]
     raw = {
         "key_type": bytes,
         "value_type": bytes,
