@@ -149,7 +149,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         # (ensure_topics) and the flush below still waits for every ack before the commit.
         send, name = app.producer.send, recommendations.get_topic_name()
         for rec in out.recommendations:
-            await send(name, rec.user_id.encode(), rec.model_dump_json().encode(), None, None, None)
+            await send(name, rec.user_id.encode(), rec.to_json(), None, None, None)
         await app.producer.flush()
         await changelogs_acked(users, projection)
         STAGE_SECONDS.labels("publish").observe(time.perf_counter() - start)

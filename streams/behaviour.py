@@ -33,9 +33,8 @@ from streams.ratelimit import UserRateLimit
 from streams.records import (
     Action,
     BehaviourEvent,
-    Explanation,
-    RecommendationEvent,
-    RecommendedItem,
+    Recommendation,
+    ScoredItem,
     parse_behaviour,
 )
 from streams.resilience import StoreCaller
@@ -50,7 +49,7 @@ TextEncoderFn = Callable[[Sequence[str]], "np.ndarray"]
 class BatchOutput:
     """What one batch produced: recommendations to publish and letters for the dead-letter topic."""
 
-    recommendations: list[RecommendationEvent] = field(default_factory=list)
+    recommendations: list[Recommendation] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
@@ -333,15 +332,14 @@ class BehaviourProcessor:
         for (user, target, q), hits in zip(meta, results, strict=True):
             m, ev = last[user]
             out.recommendations.append(
-                RecommendationEvent(
+                Recommendation(
                     user_id=user,
                     domain=target,
                     source_event_id=ev.event_id,
-                    items=[
-                        RecommendedItem(item_id=h.item_id, score=round(h.score, 6)) for h in hits
-                    ],
+                    items=tuple(ScoredItem(h.item_id, round(h.score, 6)) for h in hits),
                     model_version=version,
-                    explanation=Explanation(strategy=q.strategy, weights=q.weights),
+                    strategy=q.strategy,
+                    weights=q.weights,
                     event_time=ev.event_time,
                     produced_at=now,
                 )

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -121,6 +123,48 @@ class RecommendationEvent(_Record):
     explanation: Explanation
     event_time: float
     produced_at: float
+
+
+class ScoredItem(NamedTuple):
+    item_id: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """An outgoing recommendation as the worker builds it; on the wire a RecommendationEvent.
+
+    Built from the worker's own values, so it is not validated again: building the pydantic
+    model per record cost ~50 ms per micro-batch of 360 recommendations, a dataclass ~5 ms.
+    ``tests/streams/test_records.py`` checks that ``to_json`` parses as a RecommendationEvent.
+    """
+
+    user_id: str
+    domain: str
+    source_event_id: str
+    items: tuple[ScoredItem, ...]
+    model_version: str
+    strategy: str
+    weights: Mapping[str, float]
+    event_time: float
+    produced_at: float
+
+    def to_json(self) -> bytes:
+        """The RecommendationEvent JSON of this record (non-finite numbers raise ValueError)."""
+        doc = {
+            "user_id": self.user_id,
+            "domain": self.domain,
+            "source_event_id": self.source_event_id,
+            "items": [{"item_id": i, "score": s} for i, s in self.items],
+            "model_version": self.model_version,
+            "explanation": {
+                "strategy": self.strategy,
+                "weights": {k: float(v) for k, v in self.weights.items()},
+            },
+            "event_time": self.event_time,
+            "produced_at": self.produced_at,
+        }
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _load(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from inference.errors import InvalidEventError
-from streams.records import json_schemas, parse_behaviour, parse_catalogue
+from streams.records import (
+    Recommendation,
+    RecommendationEvent,
+    ScoredItem,
+    json_schemas,
+    parse_behaviour,
+    parse_catalogue,
+)
 
 LIMITS = {"max_bytes": 10_000, "max_text_chars": 500}
 GOOD = {
@@ -72,3 +81,25 @@ def test_catalogue_text_joins_fields_and_limits_apply() -> None:
 
 def test_schemas_cover_every_record() -> None:
     assert set(json_schemas()) == {"CatalogueEvent", "BehaviourEvent", "RecommendationEvent"}
+
+
+def test_recommendation_json_is_a_valid_recommendation_event() -> None:
+    rec = Recommendation(
+        user_id="u1",
+        domain="kitchen",
+        source_event_id="e9",
+        items=(ScoredItem("i1", 0.75), ScoredItem("i2", 0.5)),
+        model_version="m1",
+        strategy="transfer",
+        weights={"food": np.float32(0.25), "kitchen": 0.75},
+        event_time=1_700_000_000.0,
+        produced_at=1_700_000_001.5,
+    )
+    wire = RecommendationEvent.model_validate_json(rec.to_json())
+    assert wire.user_id == "u1" and wire.domain == "kitchen" and wire.source_event_id == "e9"
+    assert [(i.item_id, i.score) for i in wire.items] == [("i1", 0.75), ("i2", 0.5)]
+    assert wire.explanation.strategy == "transfer"
+    assert wire.explanation.weights == {"food": 0.25, "kitchen": 0.75}
+    assert (wire.model_version, wire.event_time, wire.produced_at) == ("m1", 1.7e9, 1.7e9 + 1.5)
+    with pytest.raises(ValueError):
+        replace(rec, items=(ScoredItem("i1", float("nan")),)).to_json()
