@@ -1,13 +1,19 @@
-"""Why is the worker's ``store_query`` stage slow? The same batched query, four store states.
+"""What one worker micro-batch of item queries costs, per store layout, with recall.
 
-``python -m bench.store_probe`` fills a Qdrant Edge store (the worker's :class:`EdgeStore`) with
-a catalogue-sized set of clustered 384-d items in two domains (food 24% / kitchen 76%, like
-the Food/Kitchen catalogue), then times one worker-shaped micro-batch of queries (per user:
-one query per target domain, domain filter, the user's consumed items excluded) as the worker
-would leave it without indexing (segments never optimised) and after ``optimize()`` (what the
-worker now does when the catalogue goes idle), each with the default search settings (ACORN
-below 60% selectivity, so for food only; ef 64) and with ACORN off. Synthetic vectors are
-harder for HNSW than real titles: recall is for the settings' comments, measured on titles.
+``python -m bench.store_probe`` fills Qdrant Edge with the Food/Kitchen catalogue's title
+vectors (``--data food-kitchen``, the default when ``../shared/datasets`` is there; queries are
+the mean title vector of a real training user's items) or a catalogue-sized set of clustered
+384-d items in two domains (``--data synthetic``, food 24% / kitchen 76% like the real one;
+queries are means of random items), builds HNSW, and times one worker-shaped micro-batch of
+queries (per user: one query per target domain, the user's consumed items excluded) three ways
+in the same run:
+
+* ``one_shard_filtered``: the layout before: all items in one shard, a domain filter on every
+  query, ACORN where the filter keeps at most 60% of the items (food);
+* ``shard_per_domain``: the worker's :class:`EdgeStore` now: one shard per domain, no filter;
+* ``numpy_exact``: one float32 matmul per domain (recall 1.0 by construction; the reference).
+
+Recall@10 is against exact search. Synthetic vectors are harder for HNSW than real titles.
 """
 
 from __future__ import annotations
@@ -16,115 +22,212 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from bench.report import machine, now_iso
 
+DOMAINS = ("food", "kitchen")
 
-def _store(path: Path, acorn: float | None):
-    from store.edge import EdgeStore
+
+def _median_ms(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm
+    lat = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        lat.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(lat))
+
+
+def _one_shard(path: Path, points: list, dim: int) -> Callable[[list], list[list[str]]]:
+    """The previous layout, built on the engine directly: one shard, domain filter, ACORN."""
+    import qdrant_edge as qe
+
+    from store.base import item_point_id
+    from store.edge_config import edge_config
     from store.settings import QdrantSettings
 
-    kw = {"path": path}
-    if acorn is not None:
-        kw["acorn_max_selectivity"] = acorn
-    return EdgeStore(QdrantSettings(**kw))
+    shard = qe.EdgeShard.create(str(path), edge_config(QdrantSettings(path=path), "items", dim))
+    shard.update(qe.UpdateOperation.create_field_index("domain", qe.PayloadSchemaType.Keyword))
+    names = {item_point_id(p.item_id): p.item_id for p in points}
+    for i in range(0, len(points), 512):
+        ops = [
+            qe.Point(
+                id=item_point_id(p.item_id), vector=p.vector.tolist(), payload={"domain": p.domain}
+            )
+            for p in points[i : i + 512]
+        ]
+        shard.update(qe.UpdateOperation.upsert_points(ops))
+    shard.optimize()
+    acorn = qe.SearchParams(
+        hnsw_ef=64, acorn=qe.AcornSearchParams(enable=True, max_selectivity=0.6)
+    )
+
+    def run(queries: list) -> list[list[str]]:
+        reqs = []
+        for q in queries:
+            must_not = [qe.HasIdCondition({item_point_id(i) for i in q.exclude_item_ids})]
+            flt = qe.Filter(
+                must=[qe.FieldCondition(key="domain", match=qe.MatchValue(q.domain))],
+                must_not=must_not if q.exclude_item_ids else None,
+            )
+            reqs.append(
+                qe.QueryRequest(
+                    limit=q.k,
+                    query=qe.Query.Nearest(q.vector.tolist()),
+                    filter=flt,
+                    with_payload=False,
+                    params=acorn,
+                )
+            )
+        return [[names[p.id] for p in r] for r in shard.query_batch(qe.QueryBatchRequest(reqs))]
+
+    return run
 
 
-def probe(items: int, users: int, consumed: int, repeat: int, dim: int = 384) -> dict:
-    from store.base import ItemPoint, ItemQuery
+def _exact(vecs: np.ndarray, domains: np.ndarray) -> Callable[[list], list[list[str]]]:
+    by_domain = {}
+    for d in DOMAINS:
+        idx = np.flatnonzero(domains == d)
+        by_domain[d] = (idx, np.ascontiguousarray(vecs[idx]))
 
+    def run(queries: list) -> list[list[str]]:
+        out: list[list[str]] = [[] for _ in queries]
+        for d, (idx, mat) in by_domain.items():
+            rows = [i for i, q in enumerate(queries) if q.domain == d]
+            scores = np.stack([queries[i].vector for i in rows]).astype(np.float32) @ mat.T
+            for i, row in zip(rows, scores, strict=True):
+                q = queries[i]
+                top = np.argpartition(-row, q.k + len(q.exclude_item_ids))[
+                    : q.k + len(q.exclude_item_ids)
+                ]
+                top = top[np.argsort(-row[top])]
+                excl = set(q.exclude_item_ids)
+                out[i] = [s for s in (str(idx[t]) for t in top) if s not in excl][: q.k]
+        return out
+
+    return run
+
+
+def _synthetic(items: int, users: int, consumed: int, dim: int = 384) -> tuple:
+    """Clustered unit vectors, random domains; each user consumed random items."""
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((max(items // 100, 1), dim)).astype(np.float32)
     vecs = centres[rng.integers(0, len(centres), items)]
     vecs += 0.5 * rng.standard_normal((items, dim)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     domains = np.where(rng.random(items) < 0.24, "food", "kitchen")
+    return vecs, domains, [rng.integers(0, items, consumed) for _ in range(users)]
+
+
+def _food_kitchen(users: int, consumed: int) -> tuple:
+    """The catalogue's title vectors (cached by ``bench.transfer_data``) and real users' items."""
+    from bench.transfer_data import load_dataset, title_vectors
+
+    data = load_dataset()
+    vecs, _ = title_vectors(data)
+    rng = np.random.default_rng(0)
+    train = data.train.sequences
+    picks = rng.choice(len(train), size=users, replace=False)
+    return vecs, np.asarray(data.catalogue.domains), [train[i][-consumed:] for i in picks]
+
+
+def probe(data: str, items: int, users: int, consumed: int, repeat: int) -> dict:
+    from store.base import ItemPoint, ItemQuery
+    from store.edge import EdgeStore
+    from store.settings import QdrantSettings
+
+    if data == "food-kitchen":
+        vecs, domains, seen_by_user = _food_kitchen(users, consumed)
+    else:
+        vecs, domains, seen_by_user = _synthetic(items, users, consumed)
+    items, dim = vecs.shape
     points = [ItemPoint(str(i), str(domains[i]), vecs[i]) for i in range(items)]
     queries = []
-    for _ in range(users):
-        seen = rng.integers(0, items, consumed)
+    for seen in seen_by_user:
         q = vecs[seen].mean(0)
-        for d in ("food", "kitchen"):
+        for d in DOMAINS:
             queries.append(ItemQuery(q, d, 10, tuple(str(i) for i in seen if domains[i] == d)))
-    out: dict = {"items": items, "queries_per_batch": len(queries), "consumed": consumed}
+    exact = _exact(vecs, domains)
+    truth = exact(queries)
+    out: dict = {
+        "data": data,
+        "items": items,
+        "queries_per_batch": len(queries),
+        "consumed": consumed,
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        for acorn_label, acorn in (("acorn_default", None), ("acorn_off", 0.0)):
-            store = _store(Path(tmp) / acorn_label, acorn)
-            store.ensure_collections(dim)
-            store.upsert_items(points)
-            for state in ("as_ingested", "optimized"):
-                if state == "optimized":
-                    t = time.perf_counter()
-                    store.optimize()
-                    out[f"optimize_s_{acorn_label}"] = round(time.perf_counter() - t, 2)
-                t_req = time.perf_counter()
-                for q in queries:
-                    store._request(q)
-                req_ms = (time.perf_counter() - t_req) * 1e3
-                lat = []
-                for _ in range(repeat):
-                    t = time.perf_counter()
-                    store.query_items_batch(queries)
-                    lat.append(time.perf_counter() - t)
-                ms = 1e3 * float(np.median(lat))
-                out[f"{state}/{acorn_label}"] = {
-                    "batch_ms_p50": round(ms, 2),
-                    "ms_per_query": round(ms / len(queries), 3),
-                    "request_build_ms": round(req_ms, 2),
-                    "index": store.index_stats(),
-                }
-            store.close()
-    out["numpy_exact"] = _numpy_exact(vecs, domains, queries, repeat)
-    return out
-
-
-def _numpy_exact(vecs: np.ndarray, domains: np.ndarray, queries: list, repeat: int) -> dict:
-    """The same batch answered exactly: one float32 matmul per domain, top-k by argpartition
-    over k + |excluded| candidates, excluded ids dropped (recall 1.0 by construction)."""
-    by_domain = {}
-    for d in ("food", "kitchen"):
-        idx = np.flatnonzero(domains == d)
-        by_domain[d] = (idx, np.ascontiguousarray(vecs[idx]))
-
-    def run() -> list:
-        results = []
-        for d, (idx, mat) in by_domain.items():
-            qs = [q for q in queries if q.domain == d]
-            scores = np.stack([q.vector for q in qs]).astype(np.float32) @ mat.T
-            for q, row in zip(qs, scores, strict=True):
-                extra = len(q.exclude_item_ids)
-                top = np.argpartition(-row, q.k + extra)[: q.k + extra]
-                top = top[np.argsort(-row[top])]
-                excl = set(q.exclude_item_ids)
-                results.append([int(idx[t]) for t in top if str(idx[t]) not in excl][: q.k])
-        return results
-
-    run()
-    lat = []
-    for _ in range(repeat):
+        store = EdgeStore(QdrantSettings(path=Path(tmp) / "per-domain"))
+        store.ensure_collections(dim)
+        store.upsert_items(points)
         t = time.perf_counter()
-        run()
-        lat.append(time.perf_counter() - t)
-    ms = 1e3 * float(np.median(lat))
-    return {"batch_ms_p50": round(ms, 2), "ms_per_query": round(ms / len(queries), 3)}
+        store.optimize()
+        build_s = time.perf_counter() - t
+
+        def per_domain(qs: list) -> list[list[str]]:
+            return [[h.item_id for h in hits] for hits in store.query_items_batch(qs)]
+
+        old = Path(tmp) / "one-shard"
+        old.mkdir()
+        t = time.perf_counter()
+        one = _one_shard(old, points, dim)
+        one_build_s = time.perf_counter() - t
+        variants = {"one_shard_filtered": one, "shard_per_domain": per_domain, "numpy_exact": exact}
+        for name, run in variants.items():
+            got = run(queries)
+            ms = _median_ms(lambda run=run: run(queries), repeat)
+            recall = np.mean(
+                [len(set(g) & set(w)) / max(len(w), 1) for g, w in zip(got, truth, strict=True)]
+            )
+            out[name] = {
+                "batch_ms_p50": round(ms, 2),
+                "ms_per_query": round(ms / len(queries), 3),
+                "recall@10": round(float(recall), 4),
+            }
+        out["shard_per_domain"]["optimize_s"] = round(build_s, 2)
+        out["one_shard_filtered"]["fill_and_optimize_s"] = round(one_build_s, 2)
+        base = out["one_shard_filtered"]["batch_ms_p50"]
+        out["speedup_vs_one_shard"] = {
+            k: round(base / out[k]["batch_ms_p50"], 2) for k in ("shard_per_domain", "numpy_exact")
+        }
+        store.close()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=36_298)
+    ap.add_argument(
+        "--data",
+        choices=("food-kitchen", "synthetic"),
+        default=None,
+        help="default: food-kitchen when ../shared/datasets is there, else synthetic",
+    )
+    ap.add_argument("--items", type=int, default=36_298, help="synthetic items")
     ap.add_argument("--users", type=int, default=128, help="users per micro-batch")
     ap.add_argument("--consumed", type=int, default=10, help="consumed items per user")
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
+    if a.data is None:
+        from bench.transfer_data import resolve_data_dir
+        from inference.errors import ConfigError
+
+        try:
+            resolve_data_dir()
+            a.data = "food-kitchen"
+        except ConfigError:
+            a.data = "synthetic"
     doc = {
         "benchmark": "store_probe",
         "date": now_iso(),
         "machine": machine(),
-        **probe(a.items, a.users, a.consumed, a.repeat),
+        "command": "python -m bench.store_probe"
+        + (f" --data {a.data}" if a.data else "")
+        + (f" --out {a.out}" if a.out else ""),
+        **probe(a.data, a.items, a.users, a.consumed, a.repeat),
     }
     text = json.dumps(doc, indent=2)
     print(text)

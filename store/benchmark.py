@@ -3,8 +3,9 @@
     python -m store.benchmark --items 30000 --dim 384
 
 Items are clustered random vectors (like text embeddings) in two domains drawn independently
-of the clusters, so every query's domain filter drops half of each neighbourhood. Prints one
-line per figure; the machine's load is the caller's business (say it with the numbers).
+of the clusters; each domain is its own shard. Prints one line per figure; the machine's load
+is the caller's business (say it with the numbers). ``python -m bench.store_probe`` compares
+the layouts and measures recall.
 """
 
 from __future__ import annotations
@@ -80,15 +81,10 @@ def main() -> None:
         store.optimize()
         print(f"optimize (HNSW build)                        {time.perf_counter() - t:9.2f} s")
         print(f"index: {store.index_stats()}")
-        _report("query after optimize, ACORN on (default)", _q(store, queries))
+        _report("query after optimize", _q(store, queries))
         _report("query batch of 64, per query", _batch(store, queries, 64))
-        store.close()
-
-        plain = EdgeStore(QdrantSettings(path=path, acorn_max_selectivity=0.0))
-        plain.ensure_collections(dim)
-        _report("query after optimize, ACORN off", _q(plain, queries))
         t = time.perf_counter()
-        plain.close()
+        store.close()
         again = EdgeStore(QdrantSettings(path=path))
         again.ensure_collections(dim)
         print(f"close + reopen                               {time.perf_counter() - t:9.2f} s")

@@ -1,7 +1,8 @@
 """VectorStore on Qdrant Edge: the Qdrant engine embedded in-process, persistent on disk.
 
-One ``EdgeShard`` per collection, in ``<path>/<collection>/``. What the worker's author must
-know about the engine (qdrant-edge-py 0.9, checked by the tests here):
+Users live in one shard, ``<path>/<users>/``; items in one shard per domain,
+``<path>/<items>/<domain>/`` (see ``store.edge_domains``). What the worker's author must know
+about the engine (qdrant-edge-py 0.9, checked by the tests here):
 
 * Durability: every update goes to a write-ahead log before ``update`` returns, so a killed
   process loses nothing; ``close`` flushes segments so that the next open need not replay it.
@@ -15,12 +16,9 @@ know about the engine (qdrant-edge-py 0.9, checked by the tests here):
   every query (measured with a ticker thread): an executor thread does not keep the event
   loop running. The worker calls it at startup and when the catalogue stream goes idle
   (``Runtime.optimize_store``).
-* Filtered search: a domain filter that drops about half the points strands plain HNSW walks
-  (recall@10 0.79, some queries returning 1 of 10 hits); ACORN in the search params fixes it
-  (0.99) at 1.5-2x the cost, hence only below ``acorn_max_selectivity``. Never assume
+* Filters: ``Filter(must_not=[HasIdCondition({uuid, ...})])`` drops a user's consumed items;
+  ``HasIdCondition`` takes a *set* of UUIDs (or ints/UUID strings). Never assume
   ``len(hits) == k`` even when the domain has enough items.
-* Filters: ``Filter(must=[FieldCondition(key, match=MatchValue(v))], must_not=[HasIdCondition(
-  {uuid, ...})])``; ``HasIdCondition`` takes a *set* of UUIDs (or ints/UUID strings).
 * Errors are bare ``Exception`` ("Service runtime error: ..."), hence ``engine_errors``.
 """
 
@@ -29,7 +27,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
@@ -50,10 +47,8 @@ from store.base import (
     user_point_id,
 )
 from store.edge_config import edge_config, search_params
+from store.edge_domains import CONFIG_FILE, DomainShards, check_domain
 from store.settings import QdrantSettings
-
-_CONFIG_FILE = "edge_config.json"
-_FACET_LIMIT = 100_000  # far above any realistic number of domains
 
 
 class EdgeStore:
@@ -62,27 +57,40 @@ class EdgeStore:
     def __init__(self, settings: QdrantSettings) -> None:
         self._settings = settings
         self._root = Path(settings.path)
-        self._names = {"items": settings.items_collection, "users": settings.users_collection}
-        self._shards: dict[str, qe.EdgeShard] = {}
-        self._dims: dict[str, int | None] = {"items": None, "users": None}
+        self._items = DomainShards(settings, self._root / settings.items_collection)
+        self._items_open = False
+        self._users: qe.EdgeShard | None = None
+        self._user_dim: int | None = None
         self._domains: set[str] | None = None
         # point id -> (item id, domain): hits come back without payload (converting payloads
-        # to Python dicts was ~20% of a query); see _item_names.
+        # to Python dicts was ~20% of a query), and an item's domain names its shard; see
+        # _item_names.
         self._names_by_id: dict[uuid.UUID, tuple[str, str]] | None = None
         self._search = search_params(settings)
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _open(self, role: str, dim: int | None) -> qe.EdgeShard:
-        """Open (or create, when ``dim`` is given) the shard of ``role``."""
+    def _check_open(self) -> None:
         if self._closed:
             raise StoreError("vector store is closed")
-        path = self._root / self._names[role]
-        if (path / _CONFIG_FILE).is_file():
+
+    def _item_shards(self) -> DomainShards:
+        self._check_open()
+        if not self._items_open:
+            self._items.open_all(None)
+            self._items_open = True
+        return self._items
+
+    def _users_shard(self, dim: int | None = None) -> qe.EdgeShard:
+        """The users shard, opened (or created, when ``dim`` is given) on first use."""
+        self._check_open()
+        if self._users is not None:
+            return self._users
+        path = self._root / self._settings.users_collection
+        if (path / CONFIG_FILE).is_file():
             try:
-                # With a config, load checks it against the segments (size and distance).
-                config = edge_config(self._settings, role, dim) if dim else None
+                config = edge_config(self._settings, "users", dim) if dim else None
                 shard = qe.EdgeShard.load(str(path), config)
             except Exception as exc:
                 if "incompatible" in str(exc).lower():
@@ -93,73 +101,72 @@ class EdgeStore:
                 raise StoreError(f"vector store: opening {path} failed: {exc}") from exc
         elif dim is None:
             raise StoreError(
-                f"collection {self._names[role]!r} does not exist at {path}: "
+                f"collection {self._settings.users_collection!r} does not exist at {path}: "
                 "call ensure_collections first"
             )
         else:
             with engine_errors(f"creating {path}"):
                 path.mkdir(parents=True, exist_ok=True)
-                shard = qe.EdgeShard.create(str(path), edge_config(self._settings, role, dim))
-        return shard
-
-    def _shard(self, role: str) -> qe.EdgeShard:
-        shard = self._shards.get(role)
-        if shard is None:
-            shard = self._shards[role] = self._open(role, None)
+                shard = qe.EdgeShard.create(str(path), edge_config(self._settings, "users", dim))
+        self._users = shard
         return shard
 
     def ensure_collections(self, item_dim: int, user_dim: int | None = None) -> None:
-        """Create or open both shards, checking their vector size; index ``domain``."""
-        dims = {"items": item_dim, "users": user_dim or item_dim}
-        for role, dim in dims.items():
+        """Open (or prepare) the item and user shards, checking their vector size."""
+        user_dim = user_dim or item_dim
+        for role, dim in (("items", item_dim), ("users", user_dim)):
             if dim < 1:
                 raise ValueError(f"{role} dimension must be >= 1, got {dim}")
-            if role in self._shards and self._dims[role] == dim:
-                continue  # already opened and checked with this dimension
-            old = self._shards.pop(role, None)
+        self._check_open()
+        if not self._items_open or self._items.dim != item_dim:
+            self._items.open_all(item_dim)  # item shards are created with their first item
+            self._items_open = True
+            self._names_by_id = self._domains = None
+        if self._users is None or self._user_dim != user_dim:
+            old, self._users = self._users, None
             if old is not None:
                 with engine_errors("closing a shard"):
                     old.close()
-            self._shards[role] = self._open(role, dim)
-            self._dims[role] = dim
-        items = self._shards["items"]
-        with engine_errors("indexing the domain field"):
-            if DOMAIN_KEY not in items.info().payload_schema:
-                items.update(
-                    qe.UpdateOperation.create_field_index(DOMAIN_KEY, qe.PayloadSchemaType.Keyword)
-                )
+            self._users_shard(user_dim)
+            self._user_dim = user_dim
 
     def optimize(self) -> None:
-        """Build HNSW over the items waiting in the plain segment; blocks, holding the GIL.
+        """Build HNSW over the items waiting in plain segments; blocks, holding the GIL.
 
-        A no-op (~50 us) unless at least ``indexing_threshold_kb`` of new vectors are waiting:
-        after the first build, later calls index only the new segment, not the whole shard.
+        A no-op (~50 us a domain) unless at least ``indexing_threshold_kb`` of new vectors are
+        waiting: after the first build, later calls index only the new segment, not the shard.
         The users shard is never indexed (see ``store.edge_config``).
         """
-        with engine_errors(f"optimizing {self._names['items']}"):
-            self._shard("items").optimize()
+        for domain, shard in self._item_shards().items():
+            with engine_errors(f"optimizing the items of {domain}"):
+                shard.optimize()
 
     def index_stats(self) -> dict[str, int]:
-        """Items shard: points, vectors in HNSW segments, segments (for logs and metrics)."""
-        with engine_errors("reading shard info"):
-            info = self._shard("items").info()
-        return {
-            "points": info.points_count,
-            "indexed_vectors": info.indexed_vectors_count,
-            "segments": info.segments_count,
-        }
+        """Items, all domains: points, vectors in HNSW segments, segments (for logs, metrics)."""
+        stats = {"points": 0, "indexed_vectors": 0, "segments": 0}
+        for _, shard in self._item_shards().items():
+            with engine_errors("reading shard info"):
+                info = shard.info()
+            stats["points"] += info.points_count
+            stats["indexed_vectors"] += info.indexed_vectors_count
+            stats["segments"] += info.segments_count
+        return stats
 
     def close(self) -> None:
-        """Flush and close both shards; idempotent."""
+        """Flush and close every shard; idempotent."""
         if self._closed:
             return
         self._closed = True
-        shards, self._shards = self._shards, {}
         failure: Exception | None = None
-        for shard in shards.values():  # close every shard even when one fails
+        try:
+            self._items.close()
+        except StoreError as exc:
+            failure = exc
+        users, self._users = self._users, None
+        if users is not None:
             try:
-                shard.flush()
-                shard.close()
+                users.flush()
+                users.close()
             except Exception as exc:
                 failure = failure or exc
         if failure is not None:
@@ -168,123 +175,169 @@ class EdgeStore:
     # -- items -----------------------------------------------------------------------------
 
     def upsert_items(self, points: Sequence[ItemPoint]) -> None:
-        """Insert or replace items, ``upsert_batch`` points per engine call."""
-        shard = self._shard("items")
+        """Insert or replace items, ``upsert_batch`` points per engine call.
+
+        An item that changes domain is deleted from its old domain's shard first: a crash
+        between the two leaves it in no domain until the catalogue event is replayed (it was
+        not acknowledged), never in two.
+        """
+        shards = self._item_shards()
         for p in points:
-            check_dim(p.vector, self._dims["items"], f"item {p.item_id!r}")
-        for batch in chunks(points, self._settings.upsert_batch):
-            ops = [
-                qe.Point(
-                    id=item_point_id(p.item_id),
-                    vector=p.vector.tolist(),  # lists convert ~2x faster than ndarrays here
-                    payload={ITEM_ID_KEY: p.item_id, DOMAIN_KEY: p.domain},
-                )
-                for p in batch
-            ]
-            with engine_errors("upserting items"):
-                shard.update(qe.UpdateOperation.upsert_points(ops))
-        if self._domains is not None:
-            self._domains.update(p.domain for p in points)
-        if self._names_by_id is not None:
-            for p in points:
-                self._names_by_id[item_point_id(p.item_id)] = (p.item_id, p.domain)
+            check_dim(p.vector, shards.dim, f"item {p.item_id!r}")
+        names = self._item_names()
+        latest = {p.item_id: p for p in points}  # the last write of an id wins, as in one shard
+        moved: dict[str, list[uuid.UUID]] = {}
+        by_domain: dict[str, list[ItemPoint]] = {}
+        for p in latest.values():
+            old = names.get(item_point_id(p.item_id))
+            if old is not None and old[1] != p.domain:
+                moved.setdefault(old[1], []).append(item_point_id(p.item_id))
+            by_domain.setdefault(p.domain, []).append(p)
+        for domain in by_domain:  # before any write: a refused call changes nothing
+            check_domain(domain)
+        if moved:
+            self._delete(moved)
+        for domain, group in by_domain.items():
+            shard = shards.get_or_create(domain)
+            for batch in chunks(group, self._settings.upsert_batch):
+                ops = [
+                    qe.Point(
+                        id=item_point_id(p.item_id),
+                        vector=p.vector.tolist(),  # lists convert ~2x faster than ndarrays here
+                        payload={ITEM_ID_KEY: p.item_id, DOMAIN_KEY: p.domain},
+                    )
+                    for p in batch
+                ]
+                with engine_errors("upserting items"):
+                    shard.update(qe.UpdateOperation.upsert_points(ops))
+                for p in batch:
+                    names[item_point_id(p.item_id)] = (p.item_id, p.domain)
+            if self._domains is not None:
+                self._domains.add(domain)
+
+    def _delete(self, by_domain: dict[str, list[uuid.UUID]]) -> None:
+        names = self._item_names()
+        for domain, ids in by_domain.items():
+            shard = self._items.get(domain)
+            if shard is None:
+                continue
+            with engine_errors("deleting items"):
+                shard.update(qe.UpdateOperation.delete_points(ids))
+            for i in ids:
+                names.pop(i, None)
+        self._domains = None  # a domain may have lost its last item
 
     def delete_items(self, item_ids: Iterable[str]) -> None:
         """Delete items by id; unknown ids are ignored."""
-        ids = [item_point_id(i) for i in dict.fromkeys(item_ids)]
-        if not ids:
-            return
-        with engine_errors("deleting items"):
-            self._shard("items").update(qe.UpdateOperation.delete_points(ids))
-        self._domains = None  # a domain may have lost its last item
-        if self._names_by_id is not None:
-            for i in ids:
-                self._names_by_id.pop(i, None)
+        names = self._item_names()
+        by_domain: dict[str, list[uuid.UUID]] = {}
+        for item_id in dict.fromkeys(item_ids):
+            pid = item_point_id(item_id)
+            if pid in names:
+                by_domain.setdefault(names[pid][1], []).append(pid)
+        if by_domain:
+            self._delete(by_domain)
 
     def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemPoint]:
         """The stored items among ``item_ids``; missing ids are absent."""
-        ids = [item_point_id(i) for i in dict.fromkeys(item_ids)]
-        if not ids:
-            return {}
-        with engine_errors("retrieving items"):
-            records = self._shard("items").retrieve(ids, True, True)
+        names = self._item_names()
+        by_domain: dict[str, list[uuid.UUID]] = {}
+        for item_id in dict.fromkeys(item_ids):
+            pid = item_point_id(item_id)
+            if pid in names:
+                by_domain.setdefault(names[pid][1], []).append(pid)
         out: dict[str, ItemPoint] = {}
-        for r in records:
-            payload = r.payload or {}
-            item_id = payload[ITEM_ID_KEY]
-            out[item_id] = ItemPoint(item_id, payload[DOMAIN_KEY], np.asarray(r.vector))
+        for domain, ids in by_domain.items():
+            shard = self._items.get(domain)
+            if shard is None:
+                continue
+            with engine_errors("retrieving items"):
+                records = shard.retrieve(ids, True, True)
+            for r in records:
+                item_id = (r.payload or {})[ITEM_ID_KEY]
+                out[item_id] = ItemPoint(item_id, domain, np.asarray(r.vector))
         return out
 
     def count_items(self, domain: str | None = None) -> int:
         """Exact number of items, of ``domain`` when given."""
-        flt = qe.Filter(must=[_domain_is(domain)]) if domain is not None else None
-        with engine_errors("counting items"):
-            return self._shard("items").count(qe.CountRequest(exact=True, filter=flt))
+        shards = self._item_shards()
+        if domain is not None:
+            one = shards.get(domain)
+            chosen = [] if one is None else [one]
+        else:
+            chosen = [shard for _, shard in shards.items()]
+        total = 0
+        for shard in chosen:
+            with engine_errors("counting items"):
+                total += shard.count(qe.CountRequest(exact=True))
+        return total
 
     def domains(self) -> set[str]:
-        """Domains with at least one item (a facet on the indexed ``domain`` field)."""
+        """Domains with at least one item."""
         if self._domains is None:
-            request = qe.FacetRequest(key=DOMAIN_KEY, limit=_FACET_LIMIT, exact=True)
-            with engine_errors("listing domains"):
-                hits = self._shard("items").facet(request)
-            self._domains = {str(h.value) for h in hits if h.count > 0}
+            self._domains = {
+                domain for domain, _ in self._item_shards().items() if self.count_items(domain) > 0
+            }
         return set(self._domains)
 
     # -- queries ---------------------------------------------------------------------------
 
     def _request(self, q: ItemQuery) -> qe.QueryRequest:
-        check_dim(q.vector, self._dims["items"], "query")
-        must_not: list[Any] | None = None
+        check_dim(q.vector, self._items.dim, "query")
+        flt = None
         if q.exclude_item_ids:
-            must_not = [qe.HasIdCondition({item_point_id(i) for i in q.exclude_item_ids})]
+            ids = {item_point_id(i) for i in q.exclude_item_ids}
+            flt = qe.Filter(must_not=[qe.HasIdCondition(ids)])
         return qe.QueryRequest(
             limit=q.k,
             query=qe.Query.Nearest(q.vector.tolist()),
-            filter=qe.Filter(must=[_domain_is(q.domain)], must_not=must_not),
+            filter=flt,
             with_payload=False,
             params=self._search,
         )
 
     def query_items(self, q: ItemQuery) -> list[Hit]:
         """Top-k items of ``q.domain`` by dot product, excluded ids left out."""
-        if q.k == 0:
-            return []
-        request = self._request(q)
-        with engine_errors("querying items"):
-            return self._hits(self._shard("items").query(request))
+        return self.query_items_batch([q])[0]
 
     def query_items_batch(self, qs: Sequence[ItemQuery]) -> list[list[Hit]]:
-        """Every query in one ``query_batch`` call (planned together by the engine)."""
-        live = [i for i, q in enumerate(qs) if q.k > 0]
+        """The queries of each domain in one ``query_batch`` call on that domain's shard."""
+        shards = self._item_shards()
+        by_domain: dict[str, list[int]] = {}
+        for i, q in enumerate(qs):
+            if q.k > 0:
+                by_domain.setdefault(q.domain, []).append(i)
         out: list[list[Hit]] = [[] for _ in qs]
-        if not live:
-            return out
-        batch = qe.QueryBatchRequest([self._request(qs[i]) for i in live])
-        with engine_errors("querying items (batch)"):
-            results = self._shard("items").query_batch(batch)
-        for i, points in zip(live, results, strict=True):
-            out[i] = self._hits(points)
+        for domain, live in by_domain.items():
+            shard = shards.get(domain)
+            if shard is None:
+                continue  # no item of this domain was ever stored
+            batch = qe.QueryBatchRequest([self._request(qs[i]) for i in live])
+            with engine_errors("querying items (batch)"):
+                results = shard.query_batch(batch)
+            for i, points in zip(live, results, strict=True):
+                out[i] = self._hits(points)
         return out
 
     def _item_names(self) -> dict[uuid.UUID, tuple[str, str]]:
-        """Point id -> (item id, domain) of every item, read once from the shard.
+        """Point id -> (item id, domain) of every item, read once from the shards.
 
-        Kept in step by upsert_items/delete_items: this object is the shard's only writer (the
+        Kept in step by upsert_items/delete_items: this object is the shards' only writer (a
         directory's WAL is locked by one process), so the map cannot go stale. ~10 MB per 36k
         items.
         """
         if self._names_by_id is None:
             names: dict[uuid.UUID, tuple[str, str]] = {}
-            offset = None
-            with engine_errors("listing items"):
-                while True:
-                    request = qe.ScrollRequest(offset=offset, limit=4096, with_payload=True)
-                    records, offset = self._shard("items").scroll(request)
-                    for r in records:
-                        payload = r.payload or {}
-                        names[_uuid(r.id)] = (payload[ITEM_ID_KEY], payload[DOMAIN_KEY])
-                    if offset is None:
-                        break
+            for domain, shard in self._item_shards().items():
+                offset = None
+                with engine_errors("listing items"):
+                    while True:
+                        request = qe.ScrollRequest(offset=offset, limit=4096, with_payload=True)
+                        records, offset = shard.scroll(request)
+                        for r in records:
+                            names[_uuid(r.id)] = ((r.payload or {})[ITEM_ID_KEY], domain)
+                        if offset is None:
+                            break
             self._names_by_id = names
         return self._names_by_id
 
@@ -305,9 +358,9 @@ class EdgeStore:
 
     def upsert_users(self, points: Sequence[UserPoint]) -> None:
         """Insert or replace users' per-domain vectors."""
-        shard = self._shard("users")
+        shard = self._users_shard()
         for p in points:
-            check_dim(p.vector, self._dims["users"], f"user {p.user_id!r}")
+            check_dim(p.vector, self._user_dim, f"user {p.user_id!r}")
         for batch in chunks(points, self._settings.upsert_batch):
             ops = [
                 qe.Point(
@@ -323,16 +376,12 @@ class EdgeStore:
     def get_user(self, user_id: str, domain: str) -> np.ndarray | None:
         """The user's stored vector in ``domain``, or None."""
         with engine_errors("retrieving a user"):
-            records = self._shard("users").retrieve([user_point_id(user_id, domain)], False, True)
+            records = self._users_shard().retrieve([user_point_id(user_id, domain)], False, True)
         if not records:
             return None
         vec = np.asarray(records[0].vector, dtype=np.float32)
         vec.setflags(write=False)
         return vec
-
-
-def _domain_is(domain: str) -> qe.FieldCondition:
-    return qe.FieldCondition(key=DOMAIN_KEY, match=qe.MatchValue(domain))
 
 
 def _uuid(point_id: object) -> uuid.UUID:

@@ -42,11 +42,12 @@ class QdrantSettings(BaseSettings):
     users_collection: str = Field("users", description="collection of user vectors")
     timeout_s: float = Field(10.0, gt=0, description="request timeout of the Qdrant server")
     upsert_batch: int = Field(256, ge=1, description="points per upsert request")
-    # Measured on the 36k Food/Kitchen titles (MiniLM vectors, int8 + rescore, queries = means
-    # of real users' items, recall@10 against exact): ACORN costs 1.5-2x a plain walk; it buys
-    # recall where the domain filter is narrow (food, 24% of items: 0.78 -> 0.90 at ef 64) and
-    # little where it is wide (kitchen, 76%: 0.87 -> 0.91). ef 64 instead of the default
-    # (ef_construct, 100) is ~1.5x faster for ~0.03 of recall.
+    # Measured on the 36k Food/Kitchen titles in one collection filtered by domain (MiniLM
+    # vectors, int8 + rescore, queries = means of real users' items, recall@10 against exact):
+    # ACORN costs 1.5-2x a plain walk; it buys recall where the domain filter is narrow (food,
+    # 24% of items: 0.78 -> 0.90 at ef 64) and little where it is wide (kitchen, 76%: 0.87 ->
+    # 0.91). ef 64 instead of the default (ef_construct, 100) is ~1.5x faster for ~0.03 of
+    # recall. Qdrant Edge keeps a shard per domain and needs no filter, hence no ACORN.
     hnsw_ef: int | None = Field(
         64, ge=1, description="HNSW search breadth; unset = the engine's default (ef_construct)"
     )
@@ -54,8 +55,9 @@ class QdrantSettings(BaseSettings):
         0.6,
         ge=0.0,
         le=1.0,
-        description="use ACORN (filter-aware HNSW walk) when the domain filter keeps at most "
-        "this fraction of items; 0 = never, 1 = always (needs Qdrant >= 1.16)",
+        description="Qdrant server: use ACORN (filter-aware HNSW walk) when the domain filter "
+        "keeps at most this fraction of items; 0 = never, 1 = always (needs Qdrant >= 1.16); "
+        "Qdrant Edge has a shard per domain and no filter to walk",
     )
     hnsw_m: int = Field(16, ge=2, description="HNSW edges per node, used when creating")
     quantization: bool = Field(
