@@ -8,8 +8,9 @@ queries are means of random items), builds HNSW, and times one worker-shaped mic
 queries (per user: one query per target domain, the user's consumed items excluded) three ways
 in the same run:
 
-* ``one_shard_filtered``: the layout before: all items in one shard, a domain filter on every
-  query, ACORN where the filter keeps at most 60% of the items (food);
+* ``one_shard_filtered``: the layout before, with its defaults: all items in one shard, a
+  domain filter on every query, ACORN where the filter keeps at most 60% of the items (food),
+  ef 64;
 * ``shard_per_domain``: the worker's :class:`EdgeStore` now: one shard per domain, no filter;
 * ``numpy_exact``: one float32 matmul per domain (recall 1.0 by construction; the reference).
 
@@ -32,14 +33,16 @@ from bench.report import machine, now_iso
 DOMAINS = ("food", "kitchen")
 
 
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm
-    lat = []
+def _median_ms(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median ms of each function, run in interleaved rounds so that a slow spell of a shared
+    machine falls on every variant alike."""
+    lat: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        lat.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(lat))
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            lat[name].append(time.perf_counter() - t)
+    return {name: 1e3 * float(np.median(v)) for name, v in lat.items()}
 
 
 def _one_shard(path: Path, points: list, dim: int) -> Callable[[list], list[list[str]]]:
@@ -176,9 +179,10 @@ def probe(data: str, items: int, users: int, consumed: int, repeat: int) -> dict
         one = _one_shard(old, points, dim)
         one_build_s = time.perf_counter() - t
         variants = {"one_shard_filtered": one, "shard_per_domain": per_domain, "numpy_exact": exact}
-        for name, run in variants.items():
-            got = run(queries)
-            ms = _median_ms(lambda run=run: run(queries), repeat)
+        answers = {name: run(queries) for name, run in variants.items()}  # also warms each
+        timed = _median_ms({n: (lambda r=r: r(queries)) for n, r in variants.items()}, repeat)
+        for name, got in answers.items():
+            ms = timed[name]
             recall = np.mean(
                 [len(set(g) & set(w)) / max(len(w), 1) for g, w in zip(got, truth, strict=True)]
             )
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=36_298, help="synthetic items")
     ap.add_argument("--users", type=int, default=128, help="users per micro-batch")
     ap.add_argument("--consumed", type=int, default=10, help="consumed items per user")
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=21)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.data is None:

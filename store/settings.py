@@ -46,10 +46,11 @@ class QdrantSettings(BaseSettings):
     # vectors, int8 + rescore, queries = means of real users' items, recall@10 against exact):
     # ACORN costs 1.5-2x a plain walk; it buys recall where the domain filter is narrow (food,
     # 24% of items: 0.78 -> 0.90 at ef 64) and little where it is wide (kitchen, 76%: 0.87 ->
-    # 0.91). ef 64 instead of the default (ef_construct, 100) is ~1.5x faster for ~0.03 of
-    # recall. Qdrant Edge keeps a shard per domain and needs no filter, hence no ACORN.
+    # 0.91). Qdrant Edge keeps a shard per domain and needs no filter, hence no ACORN; there
+    # (``python -m bench.store_probe``, 256 queries a batch) ef 96 reaches recall@10 0.907 at
+    # the cost of ef 64 (0.882) within noise, both about half the filtered layout's time.
     hnsw_ef: int | None = Field(
-        64, ge=1, description="HNSW search breadth; unset = the engine's default (ef_construct)"
+        96, ge=1, description="HNSW search breadth; unset = the engine's default (ef_construct)"
     )
     acorn_max_selectivity: float = Field(
         0.6,
