@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from inference.errors import ConfigError, StoreError
+from inference.errors import StoreError
 from store.base import (
     DOMAIN_KEY,
     ITEM_ID_KEY,
@@ -47,7 +47,7 @@ from store.base import (
     user_point_id,
 )
 from store.edge_config import edge_config, search_params
-from store.edge_domains import CONFIG_FILE, DomainShards, check_domain
+from store.edge_domains import CONFIG_FILE, DomainShards, check_domain, load_shard
 from store.settings import QdrantSettings
 
 
@@ -89,16 +89,7 @@ class EdgeStore:
             return self._users
         path = self._root / self._settings.users_collection
         if (path / CONFIG_FILE).is_file():
-            try:
-                config = edge_config(self._settings, "users", dim) if dim else None
-                shard = qe.EdgeShard.load(str(path), config)
-            except Exception as exc:
-                if "incompatible" in str(exc).lower():
-                    raise ConfigError(
-                        f"{path} holds vectors incompatible with dimension {dim} and dot "
-                        f"product ({exc}); point QDRANT_PATH at a new directory or rebuild it"
-                    ) from exc
-                raise StoreError(f"vector store: opening {path} failed: {exc}") from exc
+            shard = load_shard(self._settings, "users", path, dim)
         elif dim is None:
             raise StoreError(
                 f"collection {self._settings.users_collection!r} does not exist at {path}: "
@@ -157,20 +148,8 @@ class EdgeStore:
         if self._closed:
             return
         self._closed = True
-        failure: Exception | None = None
-        try:
-            self._items.close()
-        except StoreError as exc:
-            failure = exc
         users, self._users = self._users, None
-        if users is not None:
-            try:
-                users.flush()
-                users.close()
-            except Exception as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise StoreError(f"vector store: closing failed: {failure}") from failure
+        self._items.close(also=[users] if users is not None else [])
 
     # -- items -----------------------------------------------------------------------------
 
@@ -227,27 +206,26 @@ class EdgeStore:
                 names.pop(i, None)
         self._domains = None  # a domain may have lost its last item
 
-    def delete_items(self, item_ids: Iterable[str]) -> None:
-        """Delete items by id; unknown ids are ignored."""
+    def _stored_by_domain(self, item_ids: Iterable[str]) -> dict[str, list[uuid.UUID]]:
+        """Point ids of the stored items among ``item_ids``, by the domain that holds them."""
         names = self._item_names()
         by_domain: dict[str, list[uuid.UUID]] = {}
         for item_id in dict.fromkeys(item_ids):
             pid = item_point_id(item_id)
             if pid in names:
                 by_domain.setdefault(names[pid][1], []).append(pid)
+        return by_domain
+
+    def delete_items(self, item_ids: Iterable[str]) -> None:
+        """Delete items by id; unknown ids are ignored."""
+        by_domain = self._stored_by_domain(item_ids)
         if by_domain:
             self._delete(by_domain)
 
     def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemPoint]:
         """The stored items among ``item_ids``; missing ids are absent."""
-        names = self._item_names()
-        by_domain: dict[str, list[uuid.UUID]] = {}
-        for item_id in dict.fromkeys(item_ids):
-            pid = item_point_id(item_id)
-            if pid in names:
-                by_domain.setdefault(names[pid][1], []).append(pid)
         out: dict[str, ItemPoint] = {}
-        for domain, ids in by_domain.items():
+        for domain, ids in self._stored_by_domain(item_ids).items():
             shard = self._items.get(domain)
             if shard is None:
                 continue

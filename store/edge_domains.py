@@ -10,7 +10,7 @@ at all: each query walks a graph that holds only its domain (measured by
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import qdrant_edge as qe
@@ -23,6 +23,21 @@ from store.settings import QdrantSettings
 CONFIG_FILE = "edge_config.json"
 # Domains become directory names: the wire records' domain pattern, checked again here.
 _DOMAIN_DIR = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def load_shard(settings: QdrantSettings, role: str, path: Path, dim: int | None) -> qe.EdgeShard:
+    """Open the shard at ``path``, checked against ``dim`` when given (ConfigError if it
+    holds other vectors)."""
+    try:
+        config = edge_config(settings, role, dim) if dim else None
+        return qe.EdgeShard.load(str(path), config)
+    except Exception as exc:
+        if "incompatible" in str(exc).lower():
+            raise ConfigError(
+                f"{path} holds vectors incompatible with dimension {dim} and dot "
+                f"product ({exc}); point QDRANT_PATH at a new directory or rebuild it"
+            ) from exc
+        raise StoreError(f"vector store: opening {path} failed: {exc}") from exc
 
 
 def check_domain(domain: str) -> None:
@@ -56,19 +71,7 @@ class DomainShards:
         if self._root.is_dir():
             for path in sorted(self._root.iterdir()):
                 if (path / CONFIG_FILE).is_file():
-                    self._shards[path.name] = self._load(path)
-
-    def _load(self, path: Path) -> qe.EdgeShard:
-        try:
-            config = edge_config(self._settings, "items", self.dim) if self.dim else None
-            return qe.EdgeShard.load(str(path), config)
-        except Exception as exc:
-            if "incompatible" in str(exc).lower():
-                raise ConfigError(
-                    f"{path} holds vectors incompatible with dimension {self.dim} and dot "
-                    f"product ({exc}); point QDRANT_PATH at a new directory or rebuild it"
-                ) from exc
-            raise StoreError(f"vector store: opening {path} failed: {exc}") from exc
+                    self._shards[path.name] = load_shard(self._settings, "items", path, dim)
 
     def get(self, domain: str) -> qe.EdgeShard | None:
         """The shard of ``domain``, or None when no item of it was ever stored."""
@@ -93,11 +96,11 @@ class DomainShards:
         """(domain, shard) of every domain with a shard."""
         return iter(list(self._shards.items()))
 
-    def close(self) -> None:
-        """Flush and close every shard (each one even when another fails)."""
+    def close(self, also: Sequence[qe.EdgeShard] = ()) -> None:
+        """Flush and close every shard, and those in ``also`` (each even when another fails)."""
         shards, self._shards = self._shards, {}
         failure: Exception | None = None
-        for shard in shards.values():
+        for shard in [*shards.values(), *also]:
             try:
                 shard.flush()
                 shard.close()
