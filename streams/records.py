@@ -126,6 +126,8 @@ class RecommendationEvent(_Record):
 
 
 class ScoredItem(NamedTuple):
+    """One recommended item and its score (a RecommendedItem on the wire)."""
+
     item_id: str
     score: float
 
