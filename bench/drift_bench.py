@@ -10,6 +10,7 @@ recall over time.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from bench.drift_data import food_kitchen
 from bench.drift_replay import run_scenario
 from bench.report import command_line, machine, now_iso, write_json
 from inference.bundle import ModelBundle
+from inference.drift import DriftParams
 from inference.errors import ConfigError
 from inference.fit import CollabParams, FitParams, ItemCatalogue, fit_bundle
 from synth.drift import DriftWorld, Scenario
@@ -90,25 +92,30 @@ def plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def synthetic_rows(size: int, seed: int, scenarios: list[Scenario]) -> tuple[list[dict], str]:
+def synthetic_rows(
+    size: int, seed: int, scenarios: list[Scenario], drift: DriftParams | None = None
+) -> tuple[list[dict], str]:
     """Every scenario on the synthetic topic world."""
     world = DriftWorld(seed=seed)
     bundle = fit_world_bundle(world)
     rows = []
     for scenario in scenarios:
-        rows += run_scenario(bundle, DriftWorld(seed=seed).stream(scenario, size))
+        rows += run_scenario(bundle, DriftWorld(seed=seed).stream(scenario, size), drift=drift)
     return rows, (
         f"synthetic (synth.drift): books -> video, {world.topics} topics x "
         f"{world.items_per_topic} items per domain, {size} events per stream"
     )
 
 
-def real_rows(data: Path | None, seed: int, scenarios: list[Scenario]) -> tuple[list[dict], str]:
+def real_rows(
+    data: Path | None, seed: int, scenarios: list[Scenario], drift: DriftParams | None = None
+) -> tuple[list[dict], str]:
     """Every scenario on the Food -> Kitchen held-out users (skipped without the dataset)."""
     world, bundle = food_kitchen(data, seed)
     rows = []
     for scenario in scenarios:
-        rows += run_scenario(bundle, world.stream(scenario), REAL_BIN, Data.FOOD_KITCHEN.value)
+        stream = world.stream(scenario)
+        rows += run_scenario(bundle, stream, REAL_BIN, Data.FOOD_KITCHEN.value, drift)
     return rows, (
         f"food-kitchen (synth.drift_real): {len(world.sources)} held-out valid+test users, "
         f"{world.groups} kitchen-taste groups, bundle fitted on train; kitchen events scored"
@@ -138,16 +145,37 @@ def run(
     out: Annotated[
         Path, typer.Option(envvar="XREC_DRIFT_OUT", help="results JSON (a PNG is written beside)")
     ] = Path("bench/results/drift.json"),
+    user_delta: Annotated[
+        float | None,
+        typer.Option(envvar="XREC_DRIFT_USER_DELTA", help="user detector's tolerated rise"),
+    ] = None,
+    user_threshold: Annotated[
+        float | None,
+        typer.Option(envvar="XREC_DRIFT_USER_THRESHOLD", help="user detector's evidence"),
+    ] = None,
 ) -> None:
-    """Run every drift scenario, adaptive and static, and write drift.json and drift.png."""
+    """Run every drift scenario, adaptive and static, and write drift.json and drift.png.
+
+    ``--user-delta`` / ``--user-threshold`` override the worker's user detector (Page-Hinkley)
+    in the adaptive variant, to measure its trade-off between early detection and false alarms.
+    """
     chosen = scenarios or list(Scenario)
+    drift = DriftParams()
+    if user_delta is not None or user_threshold is not None:
+        ud = drift.user_detector
+        detector = replace(
+            ud,
+            delta=ud.delta if user_delta is None else user_delta,
+            threshold=ud.threshold if user_threshold is None else user_threshold,
+        )
+        drift = replace(drift, user_detector=detector)
     rows, described = [], []
     for data in datas or list(Data):
         if data is Data.SYNTHETIC:
-            more, text = synthetic_rows(size, seed, chosen)
+            more, text = synthetic_rows(size, seed, chosen, drift)
         else:
             try:
-                more, text = real_rows(dataset, seed, chosen)
+                more, text = real_rows(dataset, seed, chosen, drift)
             except ConfigError as exc:
                 if datas:  # asked for by name: its absence is an error
                     raise
@@ -162,6 +190,7 @@ def run(
         "command": command_line(),
         "machine": machine(),
         "data": described,
+        "user_detector": asdict(drift.user_detector),
         "summary": summary,
         "rows": rows,
     }

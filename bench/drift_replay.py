@@ -24,6 +24,7 @@ import json
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +66,19 @@ def _batches(events: list[dict], size: int = 64) -> list[list[dict]]:
 
 
 async def _replay(
-    bundle: ModelBundle, stream: DriftStream, adaptive: bool, root: Path, reset: bool = False
+    bundle: ModelBundle,
+    stream: DriftStream,
+    adaptive: bool,
+    root: Path,
+    reset: bool = False,
+    drift: DriftParams | None = None,
 ) -> dict:
-    """One variant over the stream; ``reset`` drops each user's state at their switch."""
-    model = BundleModel(bundle, drift=DriftParams(adaptive=adaptive))
+    """One variant over the stream; ``reset`` drops each user's state at their switch.
+
+    ``drift``: the adaptive variant's parameters (default: the worker's); static turns them off.
+    """
+    params = replace(drift or DriftParams(), adaptive=adaptive)
+    model = BundleModel(bundle, drift=params)
     store = EdgeStore(QdrantSettings(path=root / f"{stream.scenario}-{adaptive}-{reset}"))
     store.ensure_collections(model.stored_dim)
     store.upsert_items([ItemPoint(i, d, v) for i, d, v in model.bootstrap_points()])
@@ -210,7 +220,11 @@ def _before_after(stream: DriftStream, hits: list[tuple[int, str, bool]], cold: 
 
 
 def run_scenario(
-    bundle: ModelBundle, stream: DriftStream, bin_size: int = BIN, data: str = "synthetic"
+    bundle: ModelBundle,
+    stream: DriftStream,
+    bin_size: int = BIN,
+    data: str = "synthetic",
+    drift: DriftParams | None = None,
 ) -> list:
     """Both variants of one scenario's stream (and the oracle for user_switch); drift.json rows."""
     scenario = stream.scenario
@@ -222,7 +236,7 @@ def run_scenario(
     with tempfile.TemporaryDirectory() as tmp:
         for variant, adaptive, reset in variants:
             start = time.perf_counter()
-            res = asyncio.run(_replay(bundle, stream, adaptive, Path(tmp), reset))
+            res = asyncio.run(_replay(bundle, stream, adaptive, Path(tmp), reset, drift))
             hits = res["hits"]
             curve = _curve(hits, bin_size)
             row = {

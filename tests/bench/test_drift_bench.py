@@ -8,7 +8,7 @@ import pytest
 from bench.drift_bench import fit_world_bundle
 from bench.drift_data import fit_train_bundle, linked_world
 from bench.drift_replay import _user_recovery, run_scenario
-from inference.drift import DriftParams
+from inference.drift import DriftParams, PageHinkleyParams
 from inference.interest import InterestParams, UserState, apply_event
 from inference.online_projection import OnlineProjections
 from synth.drift import SOURCE, TARGET, DriftStream, DriftWorld, Scenario
@@ -120,3 +120,17 @@ def test_user_switch_reports_the_oracle_reset_bound(bundle) -> None:
     assert by["adaptive"]["detections"]["user"] > 0
     # dropping the old taste at the switch beats keeping it (static), on the same stream
     assert by["oracle_reset"]["recall_after_drift"][0] > by["static"]["recall_after_drift"][0]
+
+
+def test_a_sensitive_user_detector_reaches_the_adaptive_variant_only(bundle) -> None:
+    """``xrec bench-drift --user-delta/--user-threshold``: the trade-off the README reports
+    (a detector that follows switches sooner also fires on the no-drift stream)."""
+    detector = PageHinkleyParams(delta=0.02, threshold=0.25, min_instances=8)
+    rows = run_scenario(
+        bundle,
+        DriftWorld(seed=0).stream(Scenario.NONE, 4000),
+        drift=DriftParams(user_detector=detector),
+    )
+    by = {r["variant"]: r for r in rows}
+    assert by["adaptive"]["detections"]["user"] > 0
+    assert by["static"]["detections"] == {"user": 0, "population": 0}
