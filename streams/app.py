@@ -20,9 +20,9 @@ from faust.streams import _current_event  # the table picks its changelog partit
 
 from streams.behaviour import LearnedState
 from streams.changelog import AckedTable, changelogs_acked
+from streams.consumer import worker_consumer
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
-from streams.recovery import recovery_safe_consumer
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
 from streams.table_codec import from_table, to_table
@@ -83,7 +83,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
     )
     # Recovery reads changelog ends from fetch responses, and no fetch is lost between the
     # seek and the buffer clear after it (see streams.recovery).
-    app.transport.Consumer = recovery_safe_consumer(kafka)  # type: ignore[misc]
+    app.transport.Consumer = worker_consumer(kafka)  # type: ignore[misc]
     raw = {
         "key_type": bytes,
         "value_type": bytes,

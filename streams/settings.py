@@ -53,6 +53,13 @@ class KafkaSettings(BaseSettings):
     session_timeout_s: float = Field(
         10.0, gt=0, description="a dead worker holds its partitions this long"
     )
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=30_000,
+        description="longest a broker may hold the worker's fetch; brokers that hold it "
+        "the whole time (Tansu) add it to every event's latency",
+    )
 
     @model_validator(mode="after")
     def _check_auth(self) -> KafkaSettings:

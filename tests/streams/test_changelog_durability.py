@@ -1,6 +1,6 @@
 """The two pieces that keep committed offsets behind durable table state, on the real broker.
 
-* ``streams.recovery``: Faust's table recovery must read each changelog partition to its true
+* ``streams.consumer``: Faust's table recovery must read each changelog partition to its true
   end. Tansu lists the end of a partition short (the base offset of its last record batch).
 * ``streams.changelog``: a batch may only be acknowledged once the broker holds its changelog
   records; ``AckedTable.changelog_acked`` waits for exactly those.
@@ -20,7 +20,7 @@ from faust.types import TP
 
 from streams.broker import LocalBroker
 from streams.changelog import CHANGELOG_FAILED_EXIT, AckedTable
-from streams.recovery import fetched_end_offsets
+from streams.consumer import fetched_end_offsets
 from streams.settings import KafkaSettings
 from tests.fixtures.topic_reader import read_topic
 

@@ -203,12 +203,12 @@ def test_restart_recovers_the_newest_state_of_every_user(make_worker) -> None:
     """A clean restart after everything is committed: each user continues from all events.
 
     Tansu answers ListOffsets with the base offset of a partition's last record batch; Faust's
-    recovery stopped there and dropped the newest changelog batch (``streams.recovery``). The
+    recovery stopped there and dropped the newest changelog batch (``streams.consumer``). The
     trap needs a last batch of several records on the partition recovered last, which the
     worker's producer forms on its own in about half of the runs (it did in 6 of 12 runs with
     the fix; 1 of 2 runs without it failed); ``test_changelog_durability`` checks the end
     offsets deterministically. The events sent during the restart also guard the second trap
-    in ``streams.recovery``: a fetch between Faust's seek and its buffer clear was dropped (1
+    in ``streams.consumer``: a fetch between Faust's seek and its buffer clear was dropped (1
     run in about 13 failed before the fix, with one such event never applied).
     """
     world, users = single_topic_world(seed=11)
