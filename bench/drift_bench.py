@@ -103,7 +103,8 @@ def synthetic_rows(
         rows += run_scenario(bundle, DriftWorld(seed=seed).stream(scenario, size), drift=drift)
     return rows, (
         f"synthetic (synth.drift): books -> video, {world.topics} topics x "
-        f"{world.items_per_topic} items per domain, {size} events per stream"
+        f"{world.items_per_topic} items per domain, {size} events per stream "
+        f"(user_switch: {size // 60} users with 30 events before their switch and 90 after)"
     )
 
 
@@ -128,7 +129,11 @@ app = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
 @app.callback(invoke_without_command=True)
 def run(
     size: Annotated[
-        int, typer.Option(envvar="XREC_DRIFT_EVENTS", help="events per synthetic stream")
+        int,
+        typer.Option(
+            envvar="XREC_DRIFT_EVENTS",
+            help="events per synthetic stream (user_switch: size/60 users, 120 events each)",
+        ),
     ] = 6_000,
     seed: Annotated[int, typer.Option(envvar="XREC_DRIFT_SEED", help="world seed")] = 0,
     scenarios: Annotated[
@@ -226,4 +231,5 @@ def _summary(rows: list[dict]) -> dict:
         oracle = by.get((data, name, "oracle_reset"))
         if oracle is not None:
             out[f"{data}/{name}"]["recovery_oracle_reset"] = oracle["recovery_events"]
+            out[f"{data}/{name}"]["switch_separability"] = a.get("switch_separability")
     return out

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from bench.drift_separability import separability
 from inference.bundle import ModelBundle
 from inference.bundle_model import BundleModel
 from inference.drift import DriftParams
@@ -230,9 +231,11 @@ def run_scenario(
     scenario = stream.scenario
     rows = []
     variants = [("adaptive", True, False), ("static", False, False)]
+    evidence = None
     if scenario is Scenario.USER_SWITCH:
         # the bound on forgetting: static, with each user's state dropped at their switch
         variants.append(("oracle_reset", False, True))
+        evidence = separability(stream, bundle.input_vector, bundle.params.half_life_events)
     with tempfile.TemporaryDirectory() as tmp:
         for variant, adaptive, reset in variants:
             start = time.perf_counter()
@@ -264,6 +267,7 @@ def run_scenario(
                     "recovery_events": u["recovery_events"],
                     "recovery_unit": "the user's own events in the domain since their switch",
                     "curve": [(g, round(r, 4)) for g, r in u["curve"]],
+                    "switch_separability": evidence,
                 }
             else:
                 level, back = _recovery(curve, stream.onset)

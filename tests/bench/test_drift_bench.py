@@ -120,6 +120,10 @@ def test_user_switch_reports_the_oracle_reset_bound(bundle) -> None:
     assert by["adaptive"]["detections"]["user"] > 0
     # dropping the old taste at the switch beats keeping it (static), on the same stream
     assert by["oracle_reset"]["recall_after_drift"][0] > by["static"]["recall_after_drift"][0]
+    # synthetic topics are crisp: one event per domain already tells most switches apart
+    evidence = by["adaptive"]["switch_separability"]
+    assert [e["events_per_domain"] for e in evidence] == [1, 2]
+    assert evidence[0]["auc"] > 0.9 and evidence[0]["switched_users"] > 0
 
 
 def test_a_sensitive_user_detector_reaches_the_adaptive_variant_only(bundle) -> None:
