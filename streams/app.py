@@ -48,6 +48,17 @@ def _credentials(kafka: KafkaSettings) -> Any:
     )
 
 
+def producer_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """The worker's producer settings for ``faust.App``.
+
+    Every write is acknowledged by all replicas before its batch is acknowledged. aiokafka
+    keeps one produce request in flight per broker, holding one record batch per partition, so
+    the flush after a micro-batch waits for as many round trips as its fullest partition has
+    batches: batches are sized to hold a micro-batch's recommendations and state changes.
+    """
+    return {"producer_acks": -1, "producer_max_batch_size": kafka.producer_batch_bytes}
+
+
 def _source(event: Any) -> SourceMessage:
     m = event.message
     return SourceMessage(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp or time.time())
@@ -68,7 +79,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         broker_session_timeout=kafka.session_timeout_s,
         broker_heartbeat_interval=min(3.0, kafka.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
+        **producer_options(kafka),
         web_host=worker.web_host,
         web_port=worker.web_port,
         web_bind=worker.web_host,
@@ -82,7 +93,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         Table=AckedTable,  # app.Table builds tables whose changelog writes can be awaited
     )
     # Recovery reads changelog ends from fetch responses, and no fetch is lost between the
-    # seek and the buffer clear after it (see streams.recovery).
+    # seek and the buffer clear after it (see streams.consumer).
     app.transport.Consumer = worker_consumer(kafka)  # type: ignore[misc]
     raw = {
         "key_type": bytes,

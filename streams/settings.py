@@ -60,6 +60,13 @@ class KafkaSettings(BaseSettings):
         description="longest a broker may hold the worker's fetch; brokers that hold it "
         "the whole time (Tansu) add it to every event's latency",
     )
+    producer_batch_bytes: int = Field(
+        262_144,
+        ge=16_384,
+        le=1_000_000,
+        description="largest record batch the worker produces per partition; Faust's 16 KiB "
+        "splits a micro-batch's output into several round trips to the broker",
+    )
 
     @model_validator(mode="after")
     def _check_auth(self) -> KafkaSettings:
