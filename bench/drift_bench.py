@@ -25,7 +25,7 @@ from inference.bundle import ModelBundle
 from inference.drift import DriftParams
 from inference.errors import ConfigError
 from inference.fit import CollabParams, FitParams, ItemCatalogue, fit_bundle
-from synth.drift import DriftWorld, Scenario
+from synth.drift import SWITCH_BEFORE, SWITCH_TAIL, DriftWorld, Scenario
 
 REAL_BIN = 1000  # real recall is ~0.05: bins this large keep a bin's 95% interval near +-0.014
 
@@ -104,7 +104,8 @@ def synthetic_rows(
     return rows, (
         f"synthetic (synth.drift): books -> video, {world.topics} topics x "
         f"{world.items_per_topic} items per domain, {size} events per stream "
-        f"(user_switch: {size // 60} users with 30 events before their switch and 90 after)"
+        f"(user_switch: {size // 60} users with {SWITCH_BEFORE} events before their switch "
+        f"and {SWITCH_TAIL} after)"
     )
 
 
@@ -132,7 +133,8 @@ def run(
         int,
         typer.Option(
             envvar="XREC_DRIFT_EVENTS",
-            help="events per synthetic stream (user_switch: size/60 users, 120 events each)",
+            help=f"events per synthetic stream (user_switch: size/60 users, "
+            f"{SWITCH_BEFORE + SWITCH_TAIL} events each)",
         ),
     ] = 6_000,
     seed: Annotated[int, typer.Option(envvar="XREC_DRIFT_SEED", help="world seed")] = 0,

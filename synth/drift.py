@@ -8,9 +8,10 @@ offline bundle is fitted on a history drawn with the initial mapping; the stream
 Scenarios (:class:`Scenario`):
 
 * ``none``: no change (false alarms are counted here);
-* ``user_switch``: long-lived users each switch topic, in both domains, after 30 of their own
-  events, and go on for 90 more (user-level drift); the long tail lets a variant that never
-  forgets be seen recovering, so its recovery is a count rather than a bound;
+* ``user_switch``: long-lived users each switch topic, in both domains, after ``SWITCH_BEFORE``
+  of their own events, and go on for ``SWITCH_TAIL`` more (user-level drift); the long tail
+  lets a variant that never forgets be seen recovering, so its recovery is a count rather than
+  a bound;
 * ``population_swap``: from the middle of the stream on, newly arriving users follow a
   different mapping (population-level drift: a new trend);
 * ``gradual``: the share of arriving users on the new mapping grows linearly over a window.
@@ -29,9 +30,10 @@ import numpy as np
 
 SOURCE, TARGET = "books", "video"
 Plan = tuple[str, list[tuple[str, str]]]  # a user id and their (domain, item id) events in order
-# Events after a user_switch: static needs about 27 of its own events per domain to get back to
-# 90% of its pre-switch recall (45 per domain here); with 30 it never did within the stream.
-SWITCH_TAIL = 90
+# A user_switch user's events before and after their switch. The long tail: static needs about
+# 27 of its own events per domain to get back to 90% of its pre-switch recall (45 per domain
+# here; `xrec bench-drift`); with 30 events after the switch it never did within the stream.
+SWITCH_BEFORE, SWITCH_TAIL = 30, 90
 
 
 class Scenario(StrEnum):
@@ -141,9 +143,9 @@ class DriftWorld:
         return DriftStream(Scenario.NONE, events, onset)
 
     def _long_lived(self, size: int, switch: bool) -> DriftStream:
-        """``size // 60`` users alternating domains: 60 events each, or with ``switch`` 30 on
-        one topic and then ``SWITCH_TAIL`` on another."""
-        per_user, before, plans = 60, 30, []
+        """``size // 60`` users alternating domains: 60 events each, or with ``switch``
+        ``SWITCH_BEFORE`` on one topic and then ``SWITCH_TAIL`` on another."""
+        per_user, before, plans = 60, SWITCH_BEFORE, []
         for u in range(max(1, size // per_user)):
             t = int(self.rng.integers(self.topics))
             t2 = (t + 1 + int(self.rng.integers(self.topics - 1))) % self.topics

@@ -16,9 +16,9 @@ import pytest
 
 from streams.app import producer_options
 from streams.broker import LocalBroker
-from streams.client import consume
-from streams.settings import KafkaSettings, WorkerSettings
-from streams.topics import ensure_topics
+from streams.settings import KafkaSettings
+from tests.fixtures.topic_reader import read_topic
+from tests.fixtures.worker import tagged_kafka
 
 pytestmark = [pytest.mark.broker]
 
@@ -62,25 +62,15 @@ async def _produce_requests(kafka: KafkaSettings, options: dict, name: str, data
 def test_a_micro_batch_is_flushed_in_few_round_trips(
     broker: LocalBroker, unique: str, tmp_path: Path
 ) -> None:
-    kafka = KafkaSettings(
-        bootstrap=broker.bootstrap,
-        catalogue_topic=f"catalogue-{unique}",
-        behaviour_topic=f"behaviour-{unique}",
-        recommendations_topic=f"recs-{unique}",
-        deadletter_topic=f"dlq-{unique}",
-    )
-    asyncio.run(ensure_topics(kafka, WorkerSettings(app_id=f"xrec-{unique}")))
+    kafka = tagged_kafka(broker.bootstrap, unique)
     ours = asyncio.run(_produce_requests(kafka, producer_options(kafka), f"w{unique}", tmp_path))
     # Faust's default 16 KiB batches: 800 x 700 B over 4 partitions is ~9 batches a partition
     theirs = asyncio.run(
         _produce_requests(kafka, {"producer_acks": -1}, f"f{unique}", tmp_path / "f")
     )
     assert ours <= 2 < 6 <= theirs, (ours, theirs)
-
-    async def count() -> int:
-        return sum([1 async for _ in consume(kafka, kafka.behaviour_topic, timeout_s=2.0)])
-
-    assert asyncio.run(count()) == 2 * RECORDS  # the broker stored every record of both runs
+    # the broker stored every record of both runs
+    assert len(read_topic(kafka, kafka.behaviour_topic)) == 2 * RECORDS
 
 
 def test_the_batch_size_is_bounded() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from synth.drift import SOURCE, SWITCH_TAIL, TARGET, DriftWorld, Scenario
+from synth.drift import SOURCE, SWITCH_BEFORE, SWITCH_TAIL, TARGET, DriftWorld, Scenario
 
 
 def _topic(item_id: str) -> int:
@@ -18,9 +18,9 @@ def test_user_switch_users_change_topic_in_both_domains_at_their_switch() -> Non
         by_user[e["user_id"]].append((k, e))
     assert set(by_user) == set(stream.switch_at) and len(by_user) == 10
     for user, seq in by_user.items():
-        assert len(seq) == 30 + SWITCH_TAIL
+        assert len(seq) == SWITCH_BEFORE + SWITCH_TAIL
         at = stream.switch_at[user]
-        assert seq[30][0] == at  # the stream index of the user's 31st event
+        assert seq[SWITCH_BEFORE][0] == at  # the stream index of their first event after it
         for domain in (SOURCE, TARGET):
             # the dominant topic (10% of events are off topic) differs before and after
             before = Counter(
