@@ -41,7 +41,7 @@ from store.settings import QdrantSettings
 from streams.behaviour import BehaviourProcessor
 from streams.deadletter import SourceMessage
 from streams.metrics import REGISTRY
-from streams.resilience import StoreCaller
+from streams.resilience import store_caller
 from streams.settings import WorkerSettings
 from synth.drift import DriftStream, Scenario
 
@@ -90,7 +90,7 @@ async def _replay(
         params=model.interest_params(InterestParams()),
         model=model,
         store=store,
-        call_store=StoreCaller(pool, 1.0),
+        call_store=store_caller(store, pool, 1.0),
         encode=_no_text,
         topic="behaviour",
     )

@@ -42,6 +42,7 @@ class StepResult:
     latencies: list[float] = field(default_factory=list)  # every covered event, seconds
     source_latencies: list[float] = field(default_factory=list)  # source events only
     worker_cores: float = 0.0
+    worker_gc_s: float = 0.0  # time in the worker's garbage collector (xrec_gc_pause_seconds)
     loadgen_cores: float = 0.0
     load_avg: float = 0.0  # the machine's 1-minute load average at the end of the step
 
@@ -75,6 +76,18 @@ class StepResult:
             "source_p99_ms": percentile_ms(self.source_latencies, 99),
             "max_ms": percentile_ms(self.latencies, 100),
             "worker_cores_busy": round(self.worker_cores, 3),
+            # CPU per applied event and the collector's part of it: steadier than events/s on
+            # a shared machine, and what the worker's own changes move
+            "worker_cpu_ms_per_event": (
+                round(1e3 * self.worker_cores * self.wall_s / self.applied, 3)
+                if self.applied
+                else None
+            ),
+            "worker_gc_share_of_cpu": (
+                round(self.worker_gc_s / (self.worker_cores * self.wall_s), 3)
+                if self.worker_cores
+                else None
+            ),
             "loadgen_cores_busy": round(self.loadgen_cores, 3),
             "load_avg_1m": self.load_avg,
         }
@@ -168,6 +181,10 @@ class LoadSession:
         topic = self.kafka.behaviour_topic
         return sum(metric_sum(text, "xrec_events_total", topic=topic, outcome=o) for o in outcomes)
 
+    async def gc_seconds(self) -> float:
+        """The worker's time in its garbage collector so far (all generations)."""
+        return metric_sum(await self.scrape(), "xrec_gc_pause_seconds_sum")
+
     async def processed(self) -> float:
         return await self._metric("applied", "duplicate", "deadletter")
 
@@ -206,6 +223,7 @@ class LoadSession:
         events = self.wl.random_events(label)
         ids: list[str] = []
         applied0, processed0 = await self._metric("applied"), await self.processed()
+        gc0 = await self.gc_seconds()
         cpu_w0, cpu_l0 = cpu_seconds(self.pid), time.process_time()
         futs = []
         t0 = time.perf_counter()
@@ -219,8 +237,9 @@ class LoadSession:
         wall = time.perf_counter() - t0
         if on_end is not None:
             await on_end()
-        applied1, processed1 = await self._metric("applied"), await self.processed()
         worker_cores = (cpu_seconds(self.pid) - cpu_w0) / wall
+        applied1, processed1 = await self._metric("applied"), await self.processed()
+        gc_s = await self.gc_seconds() - gc0
         loadgen_cores = (time.process_time() - cpu_l0) / wall
         lag = await self.probe.lag()
         await asyncio.gather(*futs)
@@ -239,6 +258,7 @@ class LoadSession:
             latencies=[self.latency[e] for e in ids if e in self.latency],
             source_latencies=[self.source_latency[e] for e in ids if e in self.source_latency],
             worker_cores=worker_cores,
+            worker_gc_s=gc_s,
             loadgen_cores=loadgen_cores,
             load_avg=round(os.getloadavg()[0], 2),
         )

@@ -22,6 +22,7 @@ from streams.behaviour import LearnedState
 from streams.changelog import AckedTable, changelogs_acked
 from streams.consumer import worker_consumer
 from streams.deadletter import DeadLetter, SourceMessage, reject
+from streams.heap import FREEZE_AFTER_CATALOGUE_EVENTS
 from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
@@ -187,9 +188,16 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         await send_dead_letters(out.dead_letters)
         await app.producer.flush()
 
+    @app.task
+    async def settle_started_heap() -> None:
+        # App tasks start after table recovery: the recovered users table is in the heap.
+        runtime.settle_heap("start-up")
+
     @app.agent(catalogue_topic, name="catalogue")
     async def catalogue_agent(stream: faust.StreamT) -> None:
+        since_freeze = 0
         async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
+            since_freeze += len(events)
             BATCH_SIZE.labels(kafka.catalogue_topic).observe(len(events))
             try:
                 await run_catalogue([_source(e) for e in events])
@@ -203,6 +211,9 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
                     await runtime.optimize_store()
                 except Exception:
                     log.exception("indexing new items failed; queries stay exact meanwhile")
+                if since_freeze >= FREEZE_AFTER_CATALOGUE_EVENTS:
+                    runtime.settle_heap(f"{since_freeze} catalogue events")
+                    since_freeze = 0
 
     if worker.bundle_dir is not None:
         bundle_dir = worker.bundle_dir

@@ -117,3 +117,15 @@ PROJECTION_UPDATES = Counter(
     "Pairs folded into the online cross-domain projections (the online model version)",
     registry=REGISTRY,
 )
+GC_PAUSE_SECONDS = Histogram(
+    "xrec_gc_pause_seconds",
+    "Time in one run of Python's cyclic garbage collector, by generation (2 = full heap)",
+    ["generation"],
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+GC_FROZEN_OBJECTS = Gauge(
+    "xrec_gc_frozen_objects",
+    "Objects excluded from garbage collection by gc.freeze (WORKER_GC_FREEZE)",
+    registry=REGISTRY,
+)

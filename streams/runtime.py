@@ -1,7 +1,8 @@
 """Everything a worker needs besides Kafka: the encoder, the vector store and the model.
 
-Built once per process from settings; the processors share one store thread so calls to the
-embedded engine never race, and the encoder runs on its own thread, off the event loop.
+Built once per process from settings; the processors share one store caller, so store calls
+run one at a time (on the event loop's thread for Qdrant Edge, which holds the GIL anyway; on
+one store thread for the other engines), and the encoder runs on its own thread.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from inference.interest import InterestParams
 from store.base import ItemPoint, VectorStore
 from streams.behaviour import BehaviourProcessor
 from streams.catalogue import CatalogueProcessor
+from streams.heap import freeze_heap
 from streams.metrics import ENCODER_BATCH, ENCODER_DEVICE, ENCODER_SECONDS, MODEL, STAGE_SECONDS
-from streams.resilience import StoreCaller
+from streams.resilience import store_caller
 from streams.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -47,10 +49,11 @@ class Runtime:
     )
     max_backoff_s: float = 30.0
     optimize_on_idle: bool = False  # QDRANT_OPTIMIZE_ON_IDLE (Qdrant Edge)
+    gc_freeze: bool = False  # WORKER_GC_FREEZE (see streams.heap)
 
     def __post_init__(self) -> None:
         self._processors: list = []
-        self.call_store = StoreCaller(self.store_thread, self.max_backoff_s)
+        self.call_store = store_caller(self.store, self.store_thread, self.max_backoff_s)
         ENCODER_DEVICE.labels(self.encoder.provider).set(1)
         MODEL.info({"version": self.model.version, "provider": str(self.encoder.provider)})
 
@@ -78,6 +81,11 @@ class Runtime:
         STAGE_SECONDS.labels("store_optimize").observe(took)
         if took > 0.5:
             log.info("indexed new items in %.1f s: %s", took, _index_stats(self.store))
+
+    def settle_heap(self, reason: str) -> None:
+        """Freeze the long-lived heap now (``WORKER_GC_FREEZE``; see ``streams.heap``)."""
+        if self.gc_freeze:
+            freeze_heap(reason)
 
     def behaviour_processor(self, worker: WorkerSettings, topic: str) -> BehaviourProcessor:
         return self._track(
@@ -196,6 +204,7 @@ def build_runtime(
         params,
         max_backoff_s=worker.store_retry_max_s,
         optimize_on_idle=optimize,
+        gc_freeze=worker.gc_freeze,
     )
 
 

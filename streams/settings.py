@@ -153,6 +153,11 @@ class WorkerSettings(BaseSettings):
         True,
         description="detect drift and refine the projections online; false = serve as fitted",
     )
+    gc_freeze: bool = Field(
+        True,
+        description="freeze the heap (gc.freeze) after start-up and after each catalogue index "
+        "build, so full garbage collections skip it; false = Python's default",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:

@@ -21,9 +21,11 @@ def run_worker(
     import faust
 
     from streams.app import build_app
+    from streams.heap import install_gc_metrics
     from streams.runtime import build_runtime
     from streams.topics import ensure_topics
 
+    install_gc_metrics()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(kafka, worker))

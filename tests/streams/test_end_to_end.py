@@ -104,6 +104,9 @@ def test_recommendations_are_topical_in_domain_and_exclude_consumed(make_worker)
             assert rec["explanation"]["strategy"] == expected
             assert rec["model_version"].startswith("all-MiniLM-L6-v2")
     assert w.healthz()["status"] == "ok"
+    # WORKER_GC_FREEZE (default on): the heap was frozen once started; collections are timed
+    assert w.metric("xrec_gc_frozen_objects") > 0
+    assert w.metric("xrec_gc_pause_seconds_count") > 0
 
 
 def test_bad_events_are_dead_lettered_and_the_rest_served(make_worker) -> None:
