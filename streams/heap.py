@@ -10,8 +10,9 @@ worker's CPU, and each one a pause every event in flight waits out.
 ``gc.freeze()`` moves everything alive into a permanent generation that collections skip; objects
 freed later are still freed by reference counting, only reference cycles among frozen objects
 would never be collected, so the heap is collected once just before each freeze. The worker
-freezes after start-up and after each catalogue index build (both points where the long-lived
-heap has just grown and nothing is in flight).
+freezes after start-up (table recovery included) and, when the catalogue stream goes idle,
+after every ``FREEZE_AFTER_CATALOGUE_EVENTS`` catalogue events: points where the long-lived
+heap has just grown and little is in flight.
 """
 
 from __future__ import annotations
