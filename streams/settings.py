@@ -55,7 +55,7 @@ class KafkaSettings(BaseSettings):
     )
     # 20 rather than 100 (stream bench, same machine, Tansu): p50/p99 at 250 ev/s 49/80 ms
     # against 68/114, at 500 ev/s 108/201 against 123/355; the price is smaller micro-batches
-    # at low rates (0.51 cores at 250 ev/s against ~0.42) and ~50 idle fetches a second.
+    # at low rates (CPU within run-to-run noise, see README) and ~50 idle fetches a second.
     fetch_max_wait_ms: int = Field(
         20,
         ge=1,
