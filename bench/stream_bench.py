@@ -133,6 +133,12 @@ def run_benchmark(
     t_all = time.monotonic()
     started, host = now_iso(), machine()
     wl = load_workload(source, data_dir=data_dir, min_items=min_items, users=users)
+    # Said up front: with --source auto a missing ../shared quietly means the synthetic world.
+    print(
+        f"workload: {wl.source} ({wl.n_items} items, {len(wl.users)} users)",
+        file=sys.stderr,
+        flush=True,
+    )
     model_dir = ensure_exported(model_dir)
     tmp = Path(tempfile.mkdtemp(prefix="xrec-bench-stream-"))
     broker: LocalBroker | None = None

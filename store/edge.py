@@ -306,8 +306,8 @@ class EdgeStore:
     def _item_names(self) -> dict[int, tuple[str, str]]:
         """Point id (as ``UUID.int``) -> (item id, domain) of every item, read once.
 
-        Keyed by the int because ``UUID.__hash__``/``__eq__`` are Python functions: on the
-        hits of a micro-batch they cost more than the rest of the lookup.
+        Keyed by the int: ``UUID.__hash__`` and ``__eq__`` are Python functions, and a
+        micro-batch looks up every hit of every query here.
 
         Kept in step by upsert_items/delete_items: this object is the shards' only writer (a
         directory's WAL is locked by one process), so the map cannot go stale. ~10 MB per 36k

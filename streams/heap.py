@@ -4,8 +4,9 @@ A micro-batch allocates tens of thousands of container objects that live for the
 long enough to survive two young collections, so CPython promotes them to the oldest
 generation, and every time that generation has grown by a quarter it is collected in full,
 walking the whole heap (model, Faust, the item-name map, caches). Measured in the stream bench
-(Food/Kitchen, ~900 events/s): ~6 full collections per 10 s at ~170 ms each, 13% of the
-worker's CPU, and each one a pause every event in flight waits out.
+(Food/Kitchen, saturating load): ~6 full collections per 10 s at ~170 ms each, 13% of the
+worker's CPU, and each one a pause every event in flight waits out. Frozen: ~15 ms each, the
+collector 5-6% of the CPU (README, stream benchmark).
 
 ``gc.freeze()`` moves everything alive into a permanent generation that collections skip; objects
 freed later are still freed by reference counting, only reference cycles among frozen objects
