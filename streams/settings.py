@@ -54,8 +54,9 @@ class KafkaSettings(BaseSettings):
         10.0, gt=0, description="a dead worker holds its partitions this long"
     )
     # 20 rather than 100 (stream bench, same machine, Tansu): p50/p99 at 250 ev/s 49/80 ms
-    # against 68/114, at 500 ev/s 108/201 against 123/355; the price is smaller micro-batches
-    # at low rates (CPU within run-to-run noise, see README) and ~50 idle fetches a second.
+    # against 68/114, at 500 ev/s 108/201 against 123/355. The price is idle polling: an idle
+    # worker 0.06 cores and Tansu 0.10 against 0.03 and 0.03 (python -m bench.idle_probe).
+    # deploy/ sets 500 for Kafka, which answers a fetch as soon as a record arrives.
     fetch_max_wait_ms: int = Field(
         20,
         ge=1,
