@@ -10,10 +10,11 @@ collector 5-6% of the CPU (README, stream benchmark).
 
 ``gc.freeze()`` moves everything alive into a permanent generation that collections skip; objects
 freed later are still freed by reference counting, only reference cycles among frozen objects
-would never be collected, so the heap is collected once just before each freeze. The worker
+(an old model after a bundle reload, say) wait for the next freeze, which unfreezes, collects
+the whole heap once and freezes again. The worker
 freezes after start-up (table recovery included) and, when the catalogue stream goes idle,
 after every ``FREEZE_AFTER_CATALOGUE_EVENTS`` catalogue events: points where the long-lived
-heap has just grown and little is in flight.
+heap has just grown and little is in flight; and after a bundle reload.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ def install_gc_metrics() -> None:
 
 
 def freeze_heap(reason: str) -> int:
-    """Collect once, then exclude every object now alive from future collections.
+    """Collect the whole heap once (frozen objects included), then exclude every object still
+    alive from future collections.
 
-    Returns the number of objects frozen in all (``gc.get_freeze_count``).
+    Returns the number of objects frozen (``gc.get_freeze_count``).
     """
     start = time.perf_counter()
+    gc.unfreeze()  # cycles that became garbage since the last freeze are collected now
     gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()

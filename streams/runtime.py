@@ -151,6 +151,7 @@ class Runtime:
                 proc.params = self.params
         MODEL.info({"version": model.version, "provider": str(self.encoder.provider)})
         log.info("now serving %s", model.version)
+        self.settle_heap("bundle reload")  # frees the old model's reference cycles
         return True
 
     def close(self) -> None:

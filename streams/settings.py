@@ -159,9 +159,9 @@ class WorkerSettings(BaseSettings):
     )
     gc_freeze: bool = Field(
         True,
-        description="freeze the heap (gc.freeze) after start-up and, once the catalogue stream "
-        "goes idle, after every 1,000 catalogue events, so full garbage collections skip it; "
-        "false = Python's default",
+        description="freeze the heap (gc.freeze) after start-up, after bundle reloads and, once "
+        "the catalogue stream goes idle, after every 1,000 catalogue events, so full garbage "
+        "collections skip it; false = Python's default",
     )
 
     @model_validator(mode="after")
