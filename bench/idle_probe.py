@@ -10,12 +10,11 @@ more polling while there is no traffic.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from bench.report import cpu_seconds, machine, now_iso
+from bench.report import cpu_seconds, emit_probe
 from streams.broker import free_port, start_broker
 from streams.demo import scrape, start_worker_process, wait_for
 
@@ -68,20 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dir", type=Path, default=Path("models/all-MiniLM-L6-v2"))
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
-    doc = {
-        "benchmark": "idle_probe",
-        "date": now_iso(),
-        "machine": machine(),
-        "command": "python -m bench.idle_probe"
-        + f" --waits {' '.join(map(str, a.waits))} --seconds {a.seconds:g}"
-        + (f" --out {a.out}" if a.out else ""),
-        **idle_cores(a.waits, a.seconds, a.settle_s, ensure_exported(a.model_dir)),
-    }
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if a.out:
-        a.out.write_text(text + "\n")
-    return 0
+    return emit_probe(
+        "idle_probe",
+        f"python -m bench.idle_probe --waits {' '.join(map(str, a.waits))} --seconds {a.seconds:g}",
+        idle_cores(a.waits, a.seconds, a.settle_s, ensure_exported(a.model_dir)),
+        a.out,
+    )
 
 
 if __name__ == "__main__":

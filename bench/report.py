@@ -122,6 +122,21 @@ def write_json(path: Path, doc: dict) -> Path:
     return path
 
 
+def emit_probe(benchmark: str, command: str, results: dict, out: Path | None) -> int:
+    """Print a probe's results with the date, machine and command; also write them to ``out``."""
+    doc = {
+        "benchmark": benchmark,
+        "date": now_iso(),
+        "machine": machine(),
+        "command": command + (f" --out {out}" if out else ""),
+        **results,
+    }
+    print(json.dumps(doc, indent=2, default=str))
+    if out:
+        write_json(out, doc)
+    return 0
+
+
 def plot_stream(rows: list[dict], passthrough_eps: float | None, path: Path) -> Path:
     """p50/p99 latency against sustained events/s, one point per offered rate."""
     import matplotlib

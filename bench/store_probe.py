@@ -20,7 +20,6 @@ Recall@10 is against exact search. Synthetic vectors are harder for HNSW than re
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import machine, now_iso
+from bench.report import emit_probe
 
 DOMAINS = ("food", "kitchen")
 
@@ -224,20 +223,12 @@ def main(argv: list[str] | None = None) -> int:
             a.data = "food-kitchen"
         except ConfigError:
             a.data = "synthetic"
-    doc = {
-        "benchmark": "store_probe",
-        "date": now_iso(),
-        "machine": machine(),
-        "command": "python -m bench.store_probe"
-        + (f" --data {a.data}" if a.data else "")
-        + (f" --out {a.out}" if a.out else ""),
-        **probe(a.data, a.items, a.users, a.consumed, a.repeat),
-    }
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if a.out:
-        a.out.write_text(text + "\n")
-    return 0
+    return emit_probe(
+        "store_probe",
+        f"python -m bench.store_probe --data {a.data}",
+        probe(a.data, a.items, a.users, a.consumed, a.repeat),
+        a.out,
+    )
 
 
 if __name__ == "__main__":
