@@ -19,11 +19,13 @@ from streams.broker import free_port, start_broker
 from streams.demo import scrape, start_worker_process, wait_for
 
 
-def idle_cores(waits: list[int], seconds: float, settle_s: float, model_dir: Path) -> dict:
+def idle_cores(
+    waits: list[int], seconds: float, settle_s: float, model_dir: Path
+) -> dict[str, dict[str, float]]:
     """Cores used by an idle worker and by the broker, for each fetch wait in ``waits``."""
     tmp = Path(tempfile.mkdtemp(prefix="xrec-idle-"))
     broker = start_broker(log_path=tmp / "tansu.log")
-    out: dict = {}
+    out: dict[str, dict[str, float]] = {}
     try:
         for wait in waits:
             port, app_id = free_port(), f"idle-{wait}"

@@ -42,7 +42,8 @@ class StepResult:
     latencies: list[float] = field(default_factory=list)  # every covered event, seconds
     source_latencies: list[float] = field(default_factory=list)  # source events only
     worker_cores: float = 0.0
-    worker_gc_s: float = 0.0  # time in the worker's garbage collector (xrec_gc_pause_seconds)
+    # runs of the worker's garbage collector and seconds in them, by generation (step deltas)
+    worker_gc: dict[str, tuple[float, float]] = field(default_factory=dict)
     loadgen_cores: float = 0.0
     load_avg: float = 0.0  # the machine's 1-minute load average at the end of the step
 
@@ -84,10 +85,17 @@ class StepResult:
                 else None
             ),
             "worker_gc_share_of_cpu": (
-                round(self.worker_gc_s / (self.worker_cores * self.wall_s), 3)
+                round(
+                    sum(s for _, s in self.worker_gc.values()) / (self.worker_cores * self.wall_s),
+                    3,
+                )
                 if self.worker_cores
                 else None
             ),
+            "worker_gc_by_generation": {
+                g: {"runs": int(n), "ms_mean": round(1e3 * s / n, 2) if n else None}
+                for g, (n, s) in sorted(self.worker_gc.items())
+            },
             "loadgen_cores_busy": round(self.loadgen_cores, 3),
             "load_avg_1m": self.load_avg,
         }
@@ -176,17 +184,28 @@ class LoadSession:
             await asyncio.sleep(0.5)
         raise RuntimeError(f"the worker's /metrics on port {self.port} did not answer")
 
-    async def _metric(self, *outcomes: str) -> float:
-        text = await self.scrape()
+    def _events(self, text: str, *outcomes: str) -> float:
         topic = self.kafka.behaviour_topic
         return sum(metric_sum(text, "xrec_events_total", topic=topic, outcome=o) for o in outcomes)
 
-    async def gc_seconds(self) -> float:
-        """The worker's time in its garbage collector so far (all generations)."""
-        return metric_sum(await self.scrape(), "xrec_gc_pause_seconds_sum")
+    def _counters(self, text: str) -> tuple[float, float, dict[str, tuple[float, float]]]:
+        """Applied and processed behaviour events and the collector's (runs, seconds) by
+        generation, all from one scrape."""
+        gc_runs = {
+            g: (
+                metric_sum(text, "xrec_gc_pause_seconds_count", generation=g),
+                metric_sum(text, "xrec_gc_pause_seconds_sum", generation=g),
+            )
+            for g in ("0", "1", "2")
+        }
+        return (
+            self._events(text, "applied"),
+            self._events(text, "applied", "duplicate", "deadletter"),
+            gc_runs,
+        )
 
     async def processed(self) -> float:
-        return await self._metric("applied", "duplicate", "deadletter")
+        return self._events(await self.scrape(), "applied", "duplicate", "deadletter")
 
     async def _drain(self, timeout_s: float | None = None) -> tuple[float, bool]:
         t0 = time.monotonic()
@@ -222,8 +241,7 @@ class LoadSession:
         label = label or f"r{rate:g}"
         events = self.wl.random_events(label)
         ids: list[str] = []
-        applied0, processed0 = await self._metric("applied"), await self.processed()
-        gc0 = await self.gc_seconds()
+        applied0, processed0, gc0 = self._counters(await self.scrape())
         cpu_w0, cpu_l0 = cpu_seconds(self.pid), time.process_time()
         futs = []
         t0 = time.perf_counter()
@@ -235,12 +253,11 @@ class LoadSession:
                 futs.append(await self._send(ev))
             await asyncio.sleep(TICK_S)
         wall = time.perf_counter() - t0
+        worker_cores = (cpu_seconds(self.pid) - cpu_w0) / wall
+        loadgen_cores = (time.process_time() - cpu_l0) / wall
+        applied1, processed1, gc1 = self._counters(await self.scrape())
         if on_end is not None:
             await on_end()
-        worker_cores = (cpu_seconds(self.pid) - cpu_w0) / wall
-        applied1, processed1 = await self._metric("applied"), await self.processed()
-        gc_s = await self.gc_seconds() - gc0
-        loadgen_cores = (time.process_time() - cpu_l0) / wall
         lag = await self.probe.lag()
         await asyncio.gather(*futs)
         drain_s, drained = await self._drain()
@@ -258,7 +275,7 @@ class LoadSession:
             latencies=[self.latency[e] for e in ids if e in self.latency],
             source_latencies=[self.source_latency[e] for e in ids if e in self.source_latency],
             worker_cores=worker_cores,
-            worker_gc_s=gc_s,
+            worker_gc={g: (gc1[g][0] - gc0[g][0], gc1[g][1] - gc0[g][1]) for g in gc1},
             loadgen_cores=loadgen_cores,
             load_avg=round(os.getloadavg()[0], 2),
         )

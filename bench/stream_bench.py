@@ -194,8 +194,13 @@ def run_benchmark(
             "config": {
                 "step_s": step_s,
                 "partitions": partitions,
+                # as the worker reads them from this environment
                 "worker": WorkerSettings().model_dump(
-                    include={"batch_size", "batch_within_s", "table_store", "top_k"}, mode="json"
+                    include={"batch_size", "batch_within_s", "table_store", "top_k", "gc_freeze"},
+                    mode="json",
+                ),
+                "kafka": KafkaSettings().model_dump(
+                    include={"fetch_max_wait_ms", "producer_batch_bytes"}, mode="json"
                 ),
                 "store": _store_config(),
                 "model_dir": str(model_dir),

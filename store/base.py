@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -126,6 +126,10 @@ class VectorStore(Protocol):
     differs from what ``ensure_collections`` asks for raises ``ConfigError``; malformed
     arguments (wrong vector length, NaN) raise ``ValueError`` before reaching the engine.
     """
+
+    #: True when every call holds the GIL from start to end (Qdrant Edge): the worker then calls
+    #: the store inline on its event loop, where a thread would only add hand-overs.
+    holds_gil: ClassVar[bool]
 
     def ensure_collections(self, item_dim: int, user_dim: int | None = None) -> None:
         """Create (or open and check) both collections; ``user_dim`` defaults to ``item_dim``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import ClassVar
 
 import numpy as np
 from qdrant_client import QdrantClient
@@ -39,6 +40,9 @@ _FACET_LIMIT = 100_000  # far above any realistic number of domains
 
 class ServerStore:
     """VectorStore on a Qdrant server, or on qdrant-client's local mode (see module docstring)."""
+
+    # HTTP calls and the local mode's numpy release the GIL at times: keep them off the loop.
+    holds_gil: ClassVar[bool] = False
 
     def __init__(self, settings: QdrantSettings) -> None:
         self._settings = settings

@@ -11,10 +11,15 @@ collector 5-6% of the CPU (README, stream benchmark).
 ``gc.freeze()`` moves everything alive into a permanent generation that collections skip; objects
 freed later are still freed by reference counting, only reference cycles among frozen objects
 (an old model after a bundle reload, say) wait for the next freeze, which unfreezes, collects
-the whole heap once and freezes again. The worker
-freezes after start-up (table recovery included) and, when the catalogue stream goes idle,
-after every ``FREEZE_AFTER_CATALOGUE_EVENTS`` catalogue events: points where the long-lived
-heap has just grown and little is in flight; and after a bundle reload.
+the whole heap once and freezes again.
+
+When: after start-up (an app task, so after table recovery), after a bundle reload, and, once
+the catalogue stream goes idle (a batch smaller than the batch size), after every
+``FREEZE_AFTER_CATALOGUE_EVENTS`` catalogue events: the item-name map and the id caches grow
+with the catalogue. Each freeze pauses the loop for one full collection (~0.2 s with the Food /
+Kitchen catalogue), under 40 us per catalogue event at this cadence, against milliseconds to
+encode each item. Table state needs no trigger: its keys and values are strings and bytes,
+which the collector does not track.
 """
 
 from __future__ import annotations
@@ -23,24 +28,23 @@ import gc
 import logging
 import time
 
-from streams.metrics import GC_FROZEN_OBJECTS, GC_PAUSE_SECONDS
+from streams.metrics import GC_FROZEN_OBJECTS, GC_PAUSES
 
 log = logging.getLogger(__name__)
 
 #: Catalogue events after which the heap is frozen again once the catalogue stream goes idle.
-FREEZE_AFTER_CATALOGUE_EVENTS = 1000
+FREEZE_AFTER_CATALOGUE_EVENTS = 5000
 
 _started: dict[int, float] = {}
 
 
-def _observe(phase: str, info: dict) -> None:
+def _observe(phase: str, info: dict[str, int]) -> None:
     generation = info["generation"]
     if phase == "start":
         _started[generation] = time.perf_counter()
     elif generation in _started:
-        GC_PAUSE_SECONDS.labels(str(generation)).observe(
-            time.perf_counter() - _started.pop(generation)
-        )
+        # plain arithmetic only: no locks inside a collection (see GcPauses)
+        GC_PAUSES.add(generation, time.perf_counter() - _started.pop(generation))
 
 
 def install_gc_metrics() -> None:

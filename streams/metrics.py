@@ -6,7 +6,10 @@ carries a user or item id (cardinality stays bounded by topics, stages, reasons 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import Metric, SummaryMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -117,13 +120,44 @@ PROJECTION_UPDATES = Counter(
     "Pairs folded into the online cross-domain projections (the online model version)",
     registry=REGISTRY,
 )
-GC_PAUSE_SECONDS = Histogram(
-    "xrec_gc_pause_seconds",
-    "Time in one run of Python's cyclic garbage collector, by generation (2 = full heap)",
-    ["generation"],
-    buckets=_FAST,
-    registry=REGISTRY,
-)
+
+
+class GcPauses:
+    """Count and time of the cyclic collector's runs by generation, as ``xrec_gc_pause_seconds``.
+
+    Not a prometheus_client Histogram: the collector runs inside whatever allocation triggered
+    it, possibly one made while a metric's (non-reentrant) lock is held by a scrape on the same
+    thread, and a callback taking that lock would deadlock. The callback only adds to plain
+    numbers here; this collector reads them at scrape time.
+    """
+
+    name = "xrec_gc_pause_seconds"
+    help = "Runs of Python's cyclic garbage collector and time in them, by generation (2 = full)"
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+
+    def add(self, generation: int, seconds: float) -> None:
+        """Account one collection (called from the gc callback: no locks, no metric calls)."""
+        self.count[generation] += 1
+        self.seconds[generation] += seconds
+
+    def _family(self) -> SummaryMetricFamily:
+        return SummaryMetricFamily(self.name, self.help, labels=["generation"])
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for generation in range(3):
+            family.add_metric([str(generation)], self.count[generation], self.seconds[generation])
+        yield family
+
+
+GC_PAUSES = GcPauses()
+REGISTRY.register(GC_PAUSES)
 GC_FROZEN_OBJECTS = Gauge(
     "xrec_gc_frozen_objects",
     "Objects excluded from garbage collection by gc.freeze (WORKER_GC_FREEZE)",

@@ -14,6 +14,7 @@ from concurrent.futures import Executor
 from typing import TypeVar
 
 from inference.errors import StoreError
+from store.base import VectorStore
 from streams.metrics import STORE_AVAILABLE, STORE_ERRORS, STORE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class StoreCaller:
 
     def __init__(
         self, executor: Executor | None, max_backoff_s: float, first_backoff_s: float = 0.05
-    ):
+    ) -> None:
         self._executor = executor
         self._max = max_backoff_s
         self._first = first_backoff_s
@@ -39,8 +40,10 @@ class StoreCaller:
         STORE_AVAILABLE.set(1)  # healthy until a call fails, not "down" until the first call
 
     async def __call__(self, operation: str, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn(*args)`` (off the event loop when there is an executor); on StoreError wait
-        and try again, forever."""
+        """Run ``fn(*args)``, retrying on StoreError with backoff, forever.
+
+        On the executor's thread when there is one, else inline on the event loop's.
+        """
         loop = asyncio.get_running_loop()
         backoff = self._first
         while True:
@@ -67,8 +70,8 @@ class StoreCaller:
             return result
 
 
-def store_caller(store: object, executor: Executor, max_backoff_s: float) -> StoreCaller:
+def store_caller(store: VectorStore, executor: Executor, max_backoff_s: float) -> StoreCaller:
     """The caller for ``store``: on ``executor``, or inline for an engine that holds the GIL
     through every call (``holds_gil``), where a thread would only add hand-overs."""
-    inline = getattr(store, "holds_gil", False)
+    inline = getattr(store, "holds_gil", False)  # a stand-in without the attribute: a thread
     return StoreCaller(None if inline else executor, max_backoff_s)

@@ -119,8 +119,9 @@ class Runtime:
     async def maybe_reload(self, folder: Path) -> bool:
         """Swap in the bundle at ``folder`` when its version changed; keep serving otherwise.
 
-        Loading and seeding run off the event loop; the swap itself is between two batches, and
-        user states follow lazily (each is rebased onto the new item space when next touched).
+        Loading runs off the event loop and seeding in chunks with the loop running between
+        them; the swap itself is between two batches, and user states follow lazily (each is
+        rebased onto the new item space when next touched).
         """
         import asyncio
 
@@ -139,7 +140,9 @@ class Runtime:
                 self.encoder.model_version,
                 getattr(self.model, "drift", None),
             )
-            await self.call_store("seed_bundle", _ensure_and_seed, self.store, model)
+            # a different dimension raises ConfigError: the old bundle keeps serving
+            await self.call_store("seed_bundle", self.store.ensure_collections, model.stored_dim)
+            await self._seed(model)
         except RecommenderError as exc:
             log.error("not reloading bundle %s: %s", folder, exc)
             return False
@@ -153,6 +156,21 @@ class Runtime:
         log.info("now serving %s", model.version)
         self.settle_heap("bundle reload")  # frees the old model's reference cycles
         return True
+
+    async def _seed(self, model: BundleModel, batch: int = 1024) -> None:
+        """``seed_bundle_items`` a chunk per store call, the event loop running in between
+        (Qdrant Edge calls run inline: one call for a whole bundle would hold the loop, its
+        heartbeats and scrapes included, for seconds)."""
+        import asyncio
+
+        points = model.bootstrap_points()
+        if await self.call_store("seed_bundle", holds_bundle, self.store, points):
+            return
+        for k in range(0, len(points), batch):
+            chunk = [ItemPoint(i, d, v) for i, d, v in points[k : k + batch]]
+            await self.call_store("seed_bundle", self.store.upsert_items, chunk)
+            await asyncio.sleep(0)  # an inline call never yields by itself
+        log.info("seeded %d items of %s into the store", len(points), model.version)
 
     def close(self) -> None:
         self.store_thread.shutdown(wait=True)
@@ -233,20 +251,20 @@ def load_bundle_model(
     return model
 
 
-def _ensure_and_seed(store: VectorStore, model: BundleModel) -> int:
-    store.ensure_collections(model.stored_dim)  # a different dimension raises ConfigError
-    return seed_bundle_items(store, model)
+def holds_bundle(store: VectorStore, points: list[tuple[str, str, np.ndarray]]) -> bool:
+    """Whether the store already holds these bundle points (first and last vector, count)."""
+    probe = store.get_items([points[0][0], points[-1][0]]) if points else {}
+    return (
+        len(probe) == 2
+        and all(np.allclose(probe[i].vector, v, atol=1e-5) for i, _, v in (points[0], points[-1]))
+        and store.count_items() >= len(points)
+    )
 
 
 def seed_bundle_items(store: VectorStore, model: BundleModel, batch: int = 1024) -> int:
     """Upsert the bundle's fitted items unless the store already holds this bundle's vectors."""
     points = model.bootstrap_points()
-    probe = store.get_items([points[0][0], points[-1][0]]) if points else {}
-    if (
-        len(probe) == 2
-        and all(np.allclose(probe[i].vector, v, atol=1e-5) for i, _, v in (points[0], points[-1]))
-        and store.count_items() >= len(points)
-    ):
+    if holds_bundle(store, points):
         return 0
     for k in range(0, len(points), batch):
         store.upsert_items([ItemPoint(i, d, v) for i, d, v in points[k : k + batch]])

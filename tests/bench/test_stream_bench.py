@@ -29,6 +29,8 @@ def test_stream_bench_tiny(broker, model_dir: Path, tmp_path: Path) -> None:
     assert row["p50_ms"] is not None and row["p99_ms"] >= row["p50_ms"] > 0
     assert row["passthrough_events_per_s"] == doc["passthrough"]["events_per_s"] > 0
     assert row["worker_cpu_ms_per_event"] > 0 and 0 <= row["worker_gc_share_of_cpu"] < 1
+    assert set(row["worker_gc_by_generation"]) == {"0", "1", "2"}
+    assert doc["config"]["kafka"]["fetch_max_wait_ms"] > 0 and doc["config"]["worker"]["gc_freeze"]
     assert doc["passthrough"]["events"] == 2000
     assert doc["profile"]["stages"] and doc["profile"]["cores_by_thread"]
     assert set(doc["goals"]) >= {"sustained_2000_with_p99_under_100ms", "share_of_passthrough"}

@@ -225,7 +225,8 @@ def test_closed_store_raises_store_error(loaded) -> None:
 
 
 def test_usable_from_another_thread(make_store: MakeStore, engine: Engine) -> None:
-    """The worker opens the store on its main thread and calls it from an executor thread."""
+    """The store opened on one thread answers calls from another (the worker calls the
+    Qdrant server and local mode from a store thread; Edge inline on the event loop)."""
     store = make_store(engine)
     store.ensure_collections(DIM)
     with ThreadPoolExecutor(max_workers=1) as pool:

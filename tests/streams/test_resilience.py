@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from inference.errors import StoreError
 from streams.resilience import StoreCaller, store_caller
+from tests.fixtures.store import MakeStore
 
 
-def flaky(failures: int) -> tuple[list[str], object]:
+def flaky(failures: int) -> tuple[list[str], Callable[[int], tuple[int, str]]]:
     """A call that raises StoreError ``failures`` times, then returns its thread's name."""
     calls: list[str] = []
 
@@ -47,7 +49,9 @@ def test_retries_until_the_store_answers(on_thread: bool) -> None:
 
 
 @pytest.mark.parametrize("engine", ["edge", "local"])
-def test_the_worker_calls_qdrant_edge_inline_and_other_engines_on_a_thread(make_store, engine):
+def test_the_worker_calls_qdrant_edge_inline_and_other_engines_on_a_thread(
+    make_store: MakeStore, engine: str
+) -> None:
     """Qdrant Edge holds the GIL through every call, so a thread would add only hand-overs;
     the client's local mode (like the server's HTTP calls) can leave the loop running."""
     store = make_store(engine)
