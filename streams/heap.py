@@ -3,10 +3,10 @@
 A micro-batch allocates tens of thousands of container objects that live for the batch (~0.1 s):
 long enough to survive two young collections, so CPython promotes them to the oldest
 generation, and every time that generation has grown by a quarter it is collected in full,
-walking the whole heap (model, Faust, the item-name map, caches). Measured in the stream bench
-(Food/Kitchen, saturating load): ~6 full collections per 10 s at ~170 ms each, 13% of the
-worker's CPU, and each one a pause every event in flight waits out. Frozen: ~15 ms each, the
-collector 5-6% of the CPU (README, stream benchmark).
+walking the whole heap (model, Faust, the item-name map, caches). Measured with the stream bench
+(Food/Kitchen, 1,000-2,000 ev/s offered, bench/results/stream-steps/6-* and 7-*): not frozen,
+~0.7 full collections a second at 127-138 ms each and the collector 13% of the worker's CPU,
+each collection a pause every event in flight waits out; frozen, 11-20 ms each and 4-5%.
 
 ``gc.freeze()`` moves everything alive into a permanent generation that collections skip; objects
 freed later are still freed by reference counting, only reference cycles among frozen objects
@@ -16,9 +16,9 @@ the whole heap once and freezes again.
 When: after start-up (an app task, so after table recovery), after a bundle reload, and, once
 the catalogue stream goes idle (a batch smaller than the batch size), after every
 ``FREEZE_AFTER_CATALOGUE_EVENTS`` catalogue events: the item-name map and the id caches grow
-with the catalogue. Each freeze pauses the loop for one full collection (~0.2 s with the Food /
-Kitchen catalogue), under 40 us per catalogue event at this cadence, against milliseconds to
-encode each item. Table state needs no trigger: its keys and values are strings and bytes,
+with the catalogue. Each freeze pauses the loop for one full collection (~0.1 s with the Food /
+Kitchen catalogue), ~20 us per catalogue event at this cadence, against milliseconds to encode
+each item. Table state needs no trigger: its keys and values are strings and bytes,
 which the collector does not track.
 """
 
