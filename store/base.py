@@ -88,7 +88,8 @@ class Hit(NamedTuple):
     """One recommended item with its dot-product score.
 
     A NamedTuple rather than a frozen dataclass: a micro-batch builds thousands, and the
-    dataclass's ``__init__`` (three ``object.__setattr__``) cost ~3x as much.
+    dataclass's ``__init__`` (three ``object.__setattr__``) cost ~1.7x as much (timeit,
+    Python 3.11: 460 against 270 ns).
     """
 
     item_id: str

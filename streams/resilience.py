@@ -26,8 +26,9 @@ class StoreCaller:
 
     ``executor=None`` runs each call on the event loop's thread: right for an engine that
     holds the GIL for the whole call (Qdrant Edge), where a thread buys no concurrency and
-    each hop costs a hand-over of the GIL and a wake-up of the loop (measured: ~10% of the
-    store thread's samples went to waking the loop).
+    each hop costs a hand-over of the GIL and a wake-up of the loop (~10% of the store
+    thread's samples went to waking the loop: profile in ``git show
+    a1ebc5a:bench/results/stream.json``).
     """
 
     def __init__(

@@ -7,9 +7,11 @@ one store thread for the other engines), and the encoder runs on its own thread.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from inference.blend import InterestModel, TextSpaceModel
 from inference.drift import DriftParams
 from inference.errors import ConfigError, RecommenderError
 from inference.interest import InterestParams
-from store.base import ItemPoint, VectorStore
+from store.base import ItemPoint, VectorStore, chunks
 from streams.behaviour import BehaviourProcessor
 from streams.catalogue import CatalogueProcessor
 from streams.heap import freeze_heap
@@ -123,8 +125,6 @@ class Runtime:
         them; the swap itself is between two batches, and user states follow lazily (each is
         rebased onto the new item space when next touched).
         """
-        import asyncio
-
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
         except (OSError, ValueError):
@@ -161,13 +161,10 @@ class Runtime:
         """``seed_bundle_items`` a chunk per store call, the event loop running in between
         (Qdrant Edge calls run inline: one call for a whole bundle would hold the loop, its
         heartbeats and scrapes included, for seconds)."""
-        import asyncio
-
         points = model.bootstrap_points()
         if await self.call_store("seed_bundle", holds_bundle, self.store, points):
             return
-        for k in range(0, len(points), batch):
-            chunk = [ItemPoint(i, d, v) for i, d, v in points[k : k + batch]]
+        for chunk in bundle_chunks(points, batch):
             await self.call_store("seed_bundle", self.store.upsert_items, chunk)
             await asyncio.sleep(0)  # an inline call never yields by itself
         log.info("seeded %d items of %s into the store", len(points), model.version)
@@ -261,13 +258,21 @@ def holds_bundle(store: VectorStore, points: list[tuple[str, str, np.ndarray]]) 
     )
 
 
+def bundle_chunks(
+    points: list[tuple[str, str, np.ndarray]], batch: int
+) -> Iterator[list[ItemPoint]]:
+    """The bundle's points as item points, ``batch`` per upsert."""
+    for chunk in chunks(points, batch):
+        yield [ItemPoint(i, d, v) for i, d, v in chunk]
+
+
 def seed_bundle_items(store: VectorStore, model: BundleModel, batch: int = 1024) -> int:
     """Upsert the bundle's fitted items unless the store already holds this bundle's vectors."""
     points = model.bootstrap_points()
     if holds_bundle(store, points):
         return 0
-    for k in range(0, len(points), batch):
-        store.upsert_items([ItemPoint(i, d, v) for i, d, v in points[k : k + batch]])
+    for chunk in bundle_chunks(points, batch):
+        store.upsert_items(chunk)
     log.info("seeded %d items of %s into the store", len(points), model.version)
     return len(points)
 

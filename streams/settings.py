@@ -54,7 +54,8 @@ class KafkaSettings(BaseSettings):
         10.0, gt=0, description="a dead worker holds its partitions this long"
     )
     # 20 rather than 100 (stream bench, same machine, Tansu): p50/p99 at 250 ev/s 49/80 ms
-    # against 68/114 on the same code otherwise. The price is idle polling: an idle
+    # against 68/114 on the same code otherwise (bench/results/stream-steps/5-* against 4-*).
+    # The price is idle polling: an idle
     # worker 0.06 cores and Tansu 0.10 against 0.03 and 0.03 (python -m bench.idle_probe).
     # deploy/ sets 500 for Kafka, which answers a fetch as soon as a record arrives.
     fetch_max_wait_ms: int = Field(
