@@ -196,7 +196,14 @@ def run_benchmark(
                 "partitions": partitions,
                 # as the worker reads them from this environment
                 "worker": WorkerSettings().model_dump(
-                    include={"batch_size", "batch_within_s", "table_store", "top_k", "gc_freeze"},
+                    include={
+                        "batch_size",
+                        "batch_within_s",
+                        "table_store",
+                        "top_k",
+                        "gc_freeze",
+                        "event_loop",
+                    },
                     mode="json",
                 ),
                 "kafka": KafkaSettings().model_dump(

@@ -15,6 +15,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from inference.errors import ConfigError
 
 
+class EventLoop(StrEnum):
+    """The asyncio event loop implementation the worker runs on."""
+
+    UVLOOP = "uvloop"
+    ASYNCIO = "asyncio"
+
+
 class SecurityProtocol(StrEnum):
     PLAINTEXT = "PLAINTEXT"
     SSL = "SSL"
@@ -163,6 +170,13 @@ class WorkerSettings(BaseSettings):
         description="freeze the heap (gc.freeze) after start-up, after bundle reloads and, once "
         "the catalogue stream goes idle, after every 5,000 catalogue events, so full garbage "
         "collections skip it; false = Python's default",
+    )
+
+    # The worker is one thread bound by CPU; asyncio's own loop (selectors, handles, tasks) was
+    # ~18% of its samples under load. uvloop runs the same loop in C.
+    event_loop: EventLoop = Field(
+        EventLoop.UVLOOP,
+        description="event loop: uvloop (libuv, in C) or asyncio (the standard library's)",
     )
 
     @model_validator(mode="after")

@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from streams.settings import KafkaSettings, WorkerSettings
+from streams.settings import EventLoop, KafkaSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
+
+
+def new_event_loop(kind: EventLoop) -> asyncio.AbstractEventLoop:
+    """A fresh event loop of ``kind`` (``WORKER_EVENT_LOOP``)."""
+    if kind is EventLoop.UVLOOP:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def run_worker(
@@ -26,7 +35,7 @@ def run_worker(
     from streams.topics import ensure_topics
 
     install_gc_metrics()
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop(worker.event_loop)
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(kafka, worker))
     runtime = build_runtime(model_settings, qdrant_settings, worker)
