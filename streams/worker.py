@@ -11,11 +11,17 @@ log = logging.getLogger(__name__)
 
 
 def new_event_loop(kind: EventLoop) -> asyncio.AbstractEventLoop:
-    """A fresh event loop of ``kind`` (``WORKER_EVENT_LOOP``)."""
+    """A fresh event loop of ``kind`` (``WORKER_EVENT_LOOP``), set as this process's policy.
+
+    The policy, not only the loop: Faust runs the Kafka consumer in a thread of its own whose
+    loop comes from ``asyncio.new_event_loop()``.
+    """
     if kind is EventLoop.UVLOOP:
         import uvloop
 
-        return uvloop.new_event_loop()
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
     return asyncio.new_event_loop()
 
 
