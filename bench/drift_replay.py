@@ -34,7 +34,7 @@ from bench.drift_separability import separability
 from inference.bundle import ModelBundle
 from inference.bundle_model import BundleModel
 from inference.drift import DriftParams
-from inference.interest import InterestParams
+from inference.interest import InterestParams, UserState
 from store.base import ItemPoint
 from store.edge import EdgeStore
 from store.settings import QdrantSettings
@@ -48,6 +48,20 @@ from synth.drift import DriftStream, Scenario
 K = 10
 BIN = 150  # evaluated events per point of the recall-over-time curve
 RECOVERED = 0.9  # share of the pre-drift recall that counts as recovered
+
+
+class _RecordingModel(BundleModel):
+    """The worker's bundle model, noting the stream offset of every user drift detection."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.user_alarms: list[int] = []
+
+    def learn(self, state: UserState, domain: str, partition: int, offset: int) -> list[str]:
+        levels = super().learn(state, domain, partition, offset)
+        if "user" in levels:
+            self.user_alarms.append(offset)
+        return levels
 
 
 def _no_text(texts: list[str]) -> np.ndarray:
@@ -79,7 +93,7 @@ async def _replay(
     ``drift``: the adaptive variant's parameters (default: the worker's); static turns them off.
     """
     params = replace(drift or DriftParams(), adaptive=adaptive)
-    model = BundleModel(bundle, drift=params)
+    model = _RecordingModel(bundle, drift=params)
     store = EdgeStore(QdrantSettings(path=root / f"{stream.scenario}-{adaptive}-{reset}"))
     store.ensure_collections(model.stored_dim)
     store.upsert_items([ItemPoint(i, d, v) for i, d, v in model.bootstrap_points()])
@@ -128,7 +142,25 @@ async def _replay(
         "hits": hits,
         "cold": cold,
         "detections": detections,
+        "user_alarms": model.user_alarms,
         "projection_updates": model.online.version,
+    }
+
+
+def _alarms_before_switch(stream: DriftStream, alarms: list[int]) -> dict:
+    """User detections on switching users' own histories, before their switch: false alarms.
+
+    A person's real history may drift too, so on real data these bound the false-alarm rate
+    from above; the ``none`` stream cannot show it (its users are too short-lived).
+    """
+    user_of = [e["user_id"] for e in stream.events]
+    before = [o for o in alarms if o < stream.switch_at.get(user_of[o], -1)]
+    events = sum(1 for k, u in enumerate(user_of) if k < stream.switch_at.get(u, -1))
+    return {
+        "user_detections_before_switch": len(before),
+        "user_events_before_switch": events,
+        "users_alarmed_before_switch": len({user_of[o] for o in before}),
+        "switching_users": len(stream.switch_at),
     }
 
 
@@ -268,6 +300,7 @@ def run_scenario(
                     "recovery_unit": "the user's own events in the domain since their switch",
                     "curve": [(g, round(r, 4)) for g, r in u["curve"]],
                     "switch_separability": evidence,
+                    **_alarms_before_switch(stream, res["user_alarms"]),
                 }
             else:
                 level, back = _recovery(curve, stream.onset)

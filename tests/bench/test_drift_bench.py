@@ -7,7 +7,7 @@ import pytest
 
 from bench.drift_bench import fit_world_bundle
 from bench.drift_data import fit_train_bundle, linked_world
-from bench.drift_replay import _user_recovery, run_scenario
+from bench.drift_replay import _alarms_before_switch, _user_recovery, run_scenario
 from inference.drift import DriftParams, PageHinkleyParams
 from inference.interest import InterestParams, UserState, apply_event
 from inference.online_projection import OnlineProjections
@@ -111,6 +111,21 @@ def test_user_recovery_counts_the_users_events_in_each_domain() -> None:
     assert rec["recovery_events"] == 2  # counted over both domains mixed it would say 1
 
 
+def test_alarms_before_a_users_switch_are_told_from_those_after() -> None:
+    # a switches at stream index 2, b at 5; c never switches (not a switching user)
+    users = "aabbabcc"
+    events = [{"user_id": u, "domain": "x", "item_id": str(k)} for k, u in enumerate(users)]
+    stream = DriftStream(Scenario.USER_SWITCH, events, 2, {"a": 2, "b": 5})
+    out = _alarms_before_switch(stream, alarms=[1, 3, 4, 5, 6])
+    # before: 1 (a, before 2) and 3 (b, before 5); after: 4 (a), 5 (b); 6 is c's
+    assert out == {
+        "user_detections_before_switch": 2,
+        "user_events_before_switch": 4,  # a's 0, 1 and b's 2, 3
+        "users_alarmed_before_switch": 2,
+        "switching_users": 2,
+    }
+
+
 @pytest.mark.slow
 def test_user_switch_reports_the_oracle_reset_bound(bundle) -> None:
     rows = run_scenario(bundle, DriftWorld(seed=0).stream(Scenario.USER_SWITCH, 2400))
@@ -118,6 +133,11 @@ def test_user_switch_reports_the_oracle_reset_bound(bundle) -> None:
     assert set(by) == {"adaptive", "static", "oracle_reset"}
     assert by["oracle_reset"]["detections"] == {"user": 0, "population": 0}
     assert by["adaptive"]["detections"]["user"] > 0
+    # detections on the users' unswitched histories are counted apart (none for static)
+    before = by["adaptive"]["user_detections_before_switch"]
+    assert 0 <= before <= by["adaptive"]["detections"]["user"]
+    assert by["static"]["user_detections_before_switch"] == 0
+    assert by["adaptive"]["user_events_before_switch"] > 0
     # dropping the old taste at the switch beats keeping it (static), on the same stream
     assert by["oracle_reset"]["recall_after_drift"][0] > by["static"]["recall_after_drift"][0]
     # synthetic topics are crisp: one event per domain already tells most switches apart
