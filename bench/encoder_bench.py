@@ -2,7 +2,8 @@
 
 ``xrec bench-encoder`` (or ``python -m bench.encoder_bench``) times, in one run and interleaved
 so that machine noise hits every backend alike: onnxruntime CPU (the worker's
-:class:`inference.encoder.TextEncoder`) and PyTorch CPU (transformers, same mean pooling and
+:class:`inference.encoder.TextEncoder`; fp32, and int8 when the model folder has that graph,
+with its agreement with fp32) and PyTorch CPU (transformers, same mean pooling and
 normalisation); on a CUDA machine also onnxruntime CUDA fp32 and fp16 and PyTorch CUDA fp16,
 plus the kernel-only fp16 rate next to the GPU's arithmetic limit for this model. Every timed
 call includes tokenisation unless its row says ``kernel_only``. Results go to
@@ -32,6 +33,7 @@ from bench.report import machine, now_iso, percentile_ms, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUCKETS = {"short": 32, "long": 128}  # token counts (special tokens included)
+NO_INT8 = "the model folder has no int8 graph: export one with `xrec model export --int8 --out DIR`"
 
 app = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
 
@@ -142,7 +144,12 @@ def run_benchmark(
             skipped.append({"backend": name, "reason": f"{type(exc).__name__}: {exc}"[:400]})
 
     max_batch = max(batches)
+    facts = _model_facts(model_dir)
     add("onnxruntime-cpu-fp32", lambda: ort_backend(model_dir, "cpu", "fp32", max_batch))
+    if "int8" in facts["variants"]:
+        add("onnxruntime-cpu-int8", lambda: ort_backend(model_dir, "cpu", "int8", max_batch))
+    else:
+        skipped.append({"backend": "onnxruntime-cpu-int8", "reason": NO_INT8})
     if torch_cpu:
         add("pytorch-cpu-fp32", lambda: torch_backend("cpu", "fp32", cores))
     else:
@@ -176,16 +183,24 @@ def run_benchmark(
                     }
                 )
     kernel = _kernel_rows(backends, tokenizer, pool, min_s, min_calls)
+    by_name = {be.name: be for be in backends}
+    agreement = None
+    if "onnxruntime-cpu-int8" in by_name:
+        texts = pool.get("short") or titles[:2048]
+        agreement = int8_agreement(
+            by_name["onnxruntime-cpu-fp32"], by_name["onnxruntime-cpu-int8"], texts
+        )
     doc = {
         "benchmark": "encoder",
         "date": started,
         "device": device,
         "machine": host,
         "gpu": gpu,
-        "model": _model_facts(model_dir),
+        "model": facts,
         "threads": {"onnxruntime_intra_op": "default (= cores)", "torch": cores},
         "rows": rows,
         "kernel_only_fp16": kernel,
+        "int8_vs_fp32": agreement,
         "gpu_arithmetic_limit": (
             gpu_arithmetic_limit(gpu["name"], BUCKETS["short"])
             if gpu["available"]
@@ -204,6 +219,30 @@ def run_benchmark(
     }
     write_json(out_dir / f"encoder-{device}.json", doc)
     return doc
+
+
+def int8_agreement(
+    fp32: Backend, int8: Backend, texts: list[str], queries: int = 500, k: int = 10
+) -> dict:
+    """What int8 costs in quality: cosine to the fp32 vector of each text, and how many of each
+    query's ``k`` nearest neighbours among ``texts`` (itself left out) the two share."""
+    a, b = np.asarray(fp32.encode(texts)), np.asarray(int8.encode(texts))
+    cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    q = np.arange(min(queries, len(texts)))
+
+    def nearest(x: np.ndarray) -> np.ndarray:
+        scores = x[q] @ x.T
+        scores[q, q] = -np.inf
+        return np.argsort(-scores, axis=1)[:, :k]
+
+    shared = [len(set(r) & set(t)) / k for r, t in zip(nearest(a), nearest(b), strict=True)]
+    return {
+        "texts": len(texts),
+        "queries": len(q),
+        "min_cosine": round(float(cos.min()), 4),
+        "mean_cosine": round(float(cos.mean()), 4),
+        f"top{k}_neighbours_shared": round(float(np.mean(shared)), 4),
+    }
 
 
 def _kernel_rows(backends: list[Backend], tokenizer, pool, min_s, min_calls) -> list[dict]:
