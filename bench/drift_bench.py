@@ -219,6 +219,7 @@ def _summary(rows: list[dict]) -> dict:
             "recovery_speedup": (
                 None if ra is None or rs is None or ra == 0 else round(rs / ra, 2)
             ),
+            **_smoothed(a, s),
             "recall_ratio": round(a["prequential_recall@10"] / s["prequential_recall@10"], 4)
             if s["prequential_recall@10"]
             else None,
@@ -235,3 +236,17 @@ def _summary(rows: list[dict]) -> dict:
             out[f"{data}/{name}"]["recovery_oracle_reset"] = oracle["recovery_events"]
             out[f"{data}/{name}"]["switch_separability"] = a.get("switch_separability")
     return out
+
+
+def _smoothed(a: dict, s: dict) -> dict:
+    """The recovery over the smoothed curve (``recovery_events_smoothed``), where reported."""
+    if "recovery_events_smoothed" not in a:
+        return {}
+    ra, rs = a["recovery_events_smoothed"], s["recovery_events_smoothed"]
+    return {
+        "recovery_smoothed_adaptive": ra if ra is not None else "not recovered",
+        "recovery_smoothed_static": rs if rs is not None else "not recovered",
+        "recovery_smoothed_speedup": (
+            None if ra is None or rs is None or ra == 0 else round(rs / ra, 2)
+        ),
+    }

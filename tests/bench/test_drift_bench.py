@@ -7,7 +7,13 @@ import pytest
 
 from bench.drift_bench import fit_world_bundle
 from bench.drift_data import fit_train_bundle, linked_world
-from bench.drift_replay import _alarms_before_switch, _user_recovery, run_scenario
+from bench.drift_replay import (
+    _alarms_before_switch,
+    _recovery,
+    _smoothed_recovery,
+    _user_recovery,
+    run_scenario,
+)
 from inference.drift import DriftParams, PageHinkleyParams
 from inference.interest import InterestParams, UserState, apply_event
 from inference.online_projection import OnlineProjections
@@ -75,6 +81,7 @@ def test_adaptation_recovers_a_population_swap_and_stays_quiet_without_drift(bun
         "user": 0,
         "population": 0,
     }
+    assert adaptive["recovery_events_smoothed"] is not None
     quiet = run_scenario(bundle, DriftWorld(seed=0).stream(Scenario.NONE, 4000))
     assert all(r["false_alarms"] == 0 for r in quiet)
 
@@ -109,6 +116,19 @@ def test_user_recovery_counts_the_users_events_in_each_domain() -> None:
     rec = _user_recovery(stream, hits)
     assert rec["curve"] == [(0, 0.5), (1, 0.5), (2, 1.0)]
     assert rec["recovery_events"] == 2  # counted over both domains mixed it would say 1
+
+
+def test_one_lucky_bin_is_not_a_recovery_once_the_curve_is_smoothed() -> None:
+    # level 0.5 (line 0.45); after the onset at 10 the recall drops to 0.3 with one noisy bin
+    # at 0.46, then comes back for good from the bin ending at 90
+    rs = [0.5] * 5 + [0.3, 0.3, 0.46, 0.3, 0.3, 0.5, 0.5, 0.5, 0.5]
+    curve = [(10 * (k - 4), r) for k, r in enumerate(rs)]  # ends -40 .. 90; onset at 10
+    level, first = _recovery(curve, onset=10)
+    assert level == pytest.approx(0.5) and first == 20  # the single bin at 30
+    # three-bin means from the bin ending at 10: .433 .367 .353 .353 .353 .367 .433, .5 at 80
+    assert _smoothed_recovery(curve, onset=10, level=level) == 70
+    assert _smoothed_recovery(curve[:10], onset=10, level=level) is None
+    assert _smoothed_recovery([(e, 0.5) for e, _ in curve], onset=10, level=0.5) == 0
 
 
 def test_alarms_before_a_users_switch_are_told_from_those_after() -> None:
