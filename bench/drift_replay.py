@@ -11,7 +11,9 @@ scored domain, only that domain's events are evaluated (the drift acts there alo
 
 Reported per variant: prequential Recall@10 over the stream, recall over time, recall before
 and after the drift with 95% intervals, the number of events until recall recovers to 90% of
-its pre-drift level, and the drift detections (on the ``none`` stream all are false alarms).
+its pre-drift level (first crossing of single bins, and of three-bin means), and the drift
+detections (on the ``none`` stream all are false alarms; on ``user_switch`` those on a user's
+history before their switch are counted apart).
 ``user_switch`` adds ``oracle_reset``: the static variant with each user's state dropped at
 the very event of their switch (which only the scenario knows), the fastest any forgetting
 can follow a switch; a switched user then recovers only as fast as a new user's history grows.
