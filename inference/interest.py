@@ -59,6 +59,7 @@ class DomainInterest:
     # user-level drift (inference.drift): Page-Hinkley state, events left in drift mode
     drift_ph: list[float] | None = None
     drift_left: int = 0
+    drift_pending: float | None = None  # a detection's divergence, awaiting the next event
 
     def mean(self) -> np.ndarray:
         """Long-term interest: the decayed, weighted mean of touched vectors."""
@@ -191,6 +192,8 @@ def dumps(state: UserState) -> bytes:
         if d.drift_ph is not None:
             meta["domains"][name]["ph"] = d.drift_ph
             meta["domains"][name]["dl"] = d.drift_left
+        if d.drift_pending is not None:
+            meta["domains"][name]["pd"] = d.drift_pending
         blobs.append(np.asarray(d.long_sum, np.float32).tobytes())
         if has_short:
             blobs.append(np.asarray(d.short, np.float32).tobytes())
@@ -230,6 +233,7 @@ def loads(raw: bytes | None) -> UserState:
             list(m["recent"]),
             m.get("ph"),
             m.get("dl", 0),
+            m.get("pd"),
         )
     return state
 

@@ -103,3 +103,31 @@ def test_forgetting_statistics_follow_a_changed_relation() -> None:
             stats = stats.update(z, z @ rel + 0.05 * rng.normal(size=r), forget=0.98)
     p = stats.solve(0.01, r, prior=a)
     assert np.abs(p - b).max() < 0.1
+
+
+def test_a_burst_of_off_topic_events_is_not_confirmed_but_a_switch_is() -> None:
+    rng = np.random.default_rng(1)
+    topics = np.eye(8)
+    stable = topics[0] + 0.1 * rng.normal(size=(30, 8))
+    burst = topics[[3, 5]] + 0.1 * rng.normal(size=(2, 8))  # two off-topic events in a row
+    back = topics[0] + 0.1 * rng.normal(size=(10, 8))
+    # eager enough that the burst alone (divergence 0.06, 0.15, then back) crosses it
+    eager = PageHinkleyParams(delta=0.05, threshold=0.08, min_instances=8)
+    unconfirmed, confirmed = UserState(), UserState()
+    stream = np.vstack([stable, burst, back])
+    assert _feed(unconfirmed, stream, DriftParams(user_detector=eager, user_confirm=False))
+    assert _feed(confirmed, stream, DriftParams(user_detector=eager)) == []
+    # a real switch is still caught, one event later than without the confirmation
+    switch = np.vstack([stable, topics[1] + 0.1 * rng.normal(size=(10, 8))])
+    late = _feed(UserState(), switch, DriftParams(user_detector=eager))
+    early = _feed(UserState(), switch, DriftParams(user_detector=eager, user_confirm=False))
+    assert late and early and late[0] == early[0] + 1
+
+
+def test_a_detection_awaiting_confirmation_survives_a_restart() -> None:
+    d = DomainInterest(np.ones(4, np.float32), 1.0, np.array([0, 1, 0, 0], np.float32), 5)
+    d.drift_ph, d.drift_pending = [3.0, 0.1, 0.0, 0.0], 0.42
+    state = UserState(domains={"books": d})
+    assert loads(dumps(state)).domains["books"].drift_pending == 0.42
+    d.drift_pending = None
+    assert loads(dumps(state)).domains["books"].drift_pending is None
