@@ -160,14 +160,22 @@ def run(
         float | None,
         typer.Option(envvar="XREC_DRIFT_USER_THRESHOLD", help="user detector's evidence"),
     ] = None,
+    user_confirm: Annotated[
+        bool,
+        typer.Option(
+            envvar="XREC_DRIFT_USER_CONFIRM",
+            help="user detections wait for a confirming event (the worker's default)",
+        ),
+    ] = True,
 ) -> None:
     """Run every drift scenario, adaptive and static, and write drift.json and drift.png.
 
-    ``--user-delta`` / ``--user-threshold`` override the worker's user detector (Page-Hinkley)
-    in the adaptive variant, to measure its trade-off between early detection and false alarms.
+    ``--user-delta`` / ``--user-threshold`` / ``--no-user-confirm`` override the worker's user
+    detector (Page-Hinkley) in the adaptive variant, to measure its trade-off between early
+    detection and false alarms.
     """
     chosen = scenarios or list(Scenario)
-    drift = DriftParams()
+    drift = DriftParams(user_confirm=user_confirm)
     if user_delta is not None or user_threshold is not None:
         ud = drift.user_detector
         detector = replace(
@@ -197,7 +205,7 @@ def run(
         "command": command_line(),
         "machine": machine(),
         "data": described,
-        "user_detector": asdict(drift.user_detector),
+        "user_detector": {**asdict(drift.user_detector), "confirm": drift.user_confirm},
         "summary": summary,
         "rows": rows,
     }
