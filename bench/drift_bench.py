@@ -220,14 +220,18 @@ def _summary(rows: list[dict]) -> dict:
     out = {}
     for data, name in dict.fromkeys((d, n) for d, n, _ in by):
         a, s = by[data, name, "adaptive"], by[data, name, "static"]
-        ra, rs = a["recovery_events"], s["recovery_events"]
         out[f"{data}/{name}"] = {
-            "recovery_adaptive": ra,
-            "recovery_static": rs if rs is not None else "not recovered",
-            "recovery_speedup": (
-                None if ra is None or rs is None or ra == 0 else round(rs / ra, 2)
+            **_recoveries("recovery", a["recovery_events"], s["recovery_events"]),
+            # reported on the time curves, not on user_switch's per-user curve
+            **(
+                _recoveries(
+                    "recovery_smoothed",
+                    a["recovery_events_smoothed"],
+                    s["recovery_events_smoothed"],
+                )
+                if "recovery_events_smoothed" in a
+                else {}
             ),
-            **_smoothed(a, s),
             "recall_ratio": round(a["prequential_recall@10"] / s["prequential_recall@10"], 4)
             if s["prequential_recall@10"]
             else None,
@@ -246,15 +250,10 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def _smoothed(a: dict, s: dict) -> dict:
-    """The recovery over the smoothed curve (``recovery_events_smoothed``), where reported."""
-    if "recovery_events_smoothed" not in a:
-        return {}
-    ra, rs = a["recovery_events_smoothed"], s["recovery_events_smoothed"]
+def _recoveries(prefix: str, ra: int | None, rs: int | None) -> dict:
+    """Adaptive's and static's recovery (None: not within the stream) and the speed-up."""
     return {
-        "recovery_smoothed_adaptive": ra if ra is not None else "not recovered",
-        "recovery_smoothed_static": rs if rs is not None else "not recovered",
-        "recovery_smoothed_speedup": (
-            None if ra is None or rs is None or ra == 0 else round(rs / ra, 2)
-        ),
+        f"{prefix}_adaptive": ra if ra is not None else "not recovered",
+        f"{prefix}_static": rs if rs is not None else "not recovered",
+        f"{prefix}_speedup": None if ra is None or rs is None or ra == 0 else round(rs / ra, 2),
     }

@@ -62,9 +62,9 @@ class KafkaSettings(BaseSettings):
     )
     # 20 rather than 100 (stream bench, same machine, Tansu): p50/p99 at 250 ev/s 49/80 ms
     # against 68/114 on the same code otherwise (bench/results/stream-steps/5-* against 4-*).
-    # The price is idle polling: an idle
-    # worker 0.06 cores and Tansu 0.10 against 0.03 and 0.03 (python -m bench.idle_probe).
-    # deploy/ sets 500 for Kafka, which answers a fetch as soon as a record arrives.
+    # The price is idle polling: an idle worker 0.06 cores and Tansu 0.10 against 0.03 and
+    # 0.03 (python -m bench.idle_probe). deploy/ sets 500 for Kafka, which answers a fetch as
+    # soon as a record arrives.
     fetch_max_wait_ms: int = Field(
         20,
         ge=1,
@@ -173,7 +173,8 @@ class WorkerSettings(BaseSettings):
     )
 
     # The worker is one thread bound by CPU; asyncio's own loop (selectors, handles, tasks) was
-    # ~18% of its samples under load. uvloop runs the same loop in C.
+    # ~18% of its samples under load (git show 5984282:bench/results/stream.json, profile).
+    # uvloop runs the same loop in C: ~8% less CPU per event (README, stream bench).
     event_loop: EventLoop = Field(
         EventLoop.UVLOOP,
         description="event loop: uvloop (libuv, in C) or asyncio (the standard library's)",
