@@ -167,15 +167,25 @@ def run(
             help="user detections wait for a confirming event (the worker's default)",
         ),
     ] = True,
+    user_coherence: Annotated[
+        float | None,
+        typer.Option(
+            envvar="XREC_DRIFT_USER_COHERENCE",
+            help="how much more the confirming event must agree with short- than long-term "
+            "interest (-2 turns the check off)",
+        ),
+    ] = None,
 ) -> None:
     """Run every drift scenario, adaptive and static, and write drift.json and drift.png.
 
-    ``--user-delta`` / ``--user-threshold`` / ``--no-user-confirm`` override the worker's user
-    detector (Page-Hinkley) in the adaptive variant, to measure its trade-off between early
-    detection and false alarms.
+    ``--user-delta`` / ``--user-threshold`` / ``--no-user-confirm`` / ``--user-coherence``
+    override the worker's user detector (Page-Hinkley) in the adaptive variant, to measure its
+    trade-off between early detection and false alarms.
     """
     chosen = scenarios or list(Scenario)
     drift = DriftParams(user_confirm=user_confirm)
+    if user_coherence is not None:
+        drift = replace(drift, user_coherence=user_coherence)
     if user_delta is not None or user_threshold is not None:
         ud = drift.user_detector
         detector = replace(
@@ -205,7 +215,11 @@ def run(
         "command": command_line(),
         "machine": machine(),
         "data": described,
-        "user_detector": {**asdict(drift.user_detector), "confirm": drift.user_confirm},
+        "user_detector": {
+            **asdict(drift.user_detector),
+            "confirm": drift.user_confirm,
+            "coherence": drift.user_coherence,
+        },
         "summary": summary,
         "rows": rows,
     }

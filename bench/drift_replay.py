@@ -63,8 +63,15 @@ class _RecordingModel(BundleModel):
         super().__post_init__()
         self.user_alarms: list[int] = []
 
-    def learn(self, state: UserState, domain: str, partition: int, offset: int) -> list[str]:
-        levels = super().learn(state, domain, partition, offset)
+    def learn(
+        self,
+        state: UserState,
+        domain: str,
+        partition: int,
+        offset: int,
+        vector: np.ndarray | None = None,
+    ) -> list[str]:
+        levels = super().learn(state, domain, partition, offset, vector)
         if "user" in levels:
             self.user_alarms.append(offset)
         return levels

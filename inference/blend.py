@@ -59,8 +59,18 @@ class InterestModel(Protocol):
         """The version recommendations report (advances as the model adapts online)."""
         ...
 
-    def learn(self, state: UserState, domain: str, partition: int, offset: int) -> list[str]:
-        """Adapt after an event applied to ``state`` in ``domain``; the drift levels detected."""
+    def learn(
+        self,
+        state: UserState,
+        domain: str,
+        partition: int,
+        offset: int,
+        vector: np.ndarray | None = None,
+    ) -> list[str]:
+        """Adapt after an event applied to ``state`` in ``domain``; the drift levels detected.
+
+        ``vector`` is what the event added to the short-term interest (None when nothing).
+        """
         ...
 
 
@@ -96,10 +106,17 @@ class TextSpaceModel:
     def serving_version(self) -> str:
         return self.version
 
-    def learn(self, state: UserState, domain: str, partition: int, offset: int) -> list[str]:
+    def learn(
+        self,
+        state: UserState,
+        domain: str,
+        partition: int,
+        offset: int,
+        vector: np.ndarray | None = None,
+    ) -> list[str]:
         """User drift only: the text space has no projection to refine."""
         d = state.domains.get(domain)
-        return ["user"] if d is not None and observe_user(d, self.drift) else []
+        return ["user"] if d is not None and observe_user(d, self.drift, vector) else []
 
     def item_input(self, item: ItemLike) -> np.ndarray:
         return item.vector

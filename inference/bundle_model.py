@@ -45,11 +45,18 @@ class BundleModel:
         """The bundle plus how many pairs have refined its projections online."""
         return f"{self.version}+{self.online.version}" if self.drift.adaptive else self.version
 
-    def learn(self, state: UserState, domain: str, partition: int, offset: int) -> list[str]:
+    def learn(
+        self,
+        state: UserState,
+        domain: str,
+        partition: int,
+        offset: int,
+        vector: np.ndarray | None = None,
+    ) -> list[str]:
         """User drift in ``domain``, then refine the projections with the user's pairs."""
         levels = []
         d = state.domains.get(domain)
-        if d is not None and observe_user(d, self.drift):
+        if d is not None and observe_user(d, self.drift, vector):
             levels.append("user")
         if self.online.observe(state, partition, offset):
             levels.append("population")

@@ -4,15 +4,18 @@ Two levels, one standard detector (Page-Hinkley, "up" mode: a rise in the mean o
 
 * **User drift** watches, per user and domain, the divergence ``1 - cos(short, long)`` between
   short-term interest (a fast EMA) and long-term interest (the decayed mean). A user whose taste
-  moves sees it rise and stay up; a detection is confirmed by the user's next event (the
-  divergence has not fallen back). Then the long-term interest forgets faster (its weight
-  shrinks) and, for ``user_hold_events`` events, queries give the short-term interest more weight.
+  moves sees it rise and stay up; a detection is confirmed by a later event of the user in the
+  domain that keeps the divergence up and agrees more with the short-term interest than with
+  the long-term one (a new topic carries on; scattered off-topic events do not). Then the
+  long-term interest forgets faster (its weight shrinks) and, for ``user_hold_events`` events,
+  queries give the short-term interest more weight.
 * **Population drift** watches the relative residual of the cross-domain projections on the
   pairs they are refined with (:mod:`inference.online_projection`). On detection the projections
   forget faster for ``pop_hold_updates`` updates, so the new relation replaces the old one.
 
-The detector keeps four floats, so a user's detector lives in their state (the users table)
-and survives restarts with it. It is the same recurrence as ``river.drift.PageHinkley``
+The detector keeps four floats (and, while a detection awaits confirmation, the short-term
+vector it saw), so a user's detector lives in their state (the users table) and survives
+restarts with it. It is the same recurrence as ``river.drift.PageHinkley``
 (``mode="up"``), checked against river in the tests; river is not needed at run time.
 numpy only.
 """
@@ -80,12 +83,16 @@ class DriftParams:
     adaptive: bool = True
     # user level: divergence 1 - cos(short, long) in [0, 2]
     # threshold 0.4 with the confirmation below, 0.6 without it: the same recovery after a
-    # switch on synthetic seeds 0-2 (6, 6, 5 events) with 2 false alarms on their no-drift
-    # streams instead of 8 (README, drift "Seeds")
+    # switch on synthetic seeds 0-2 (6, 6, 5 events) with no false alarm on their no-drift
+    # streams instead of 8 (2 without the agreement check; README, drift "Seeds")
     user_detector: PageHinkleyParams = PageHinkleyParams(delta=0.05, threshold=0.4, min_instances=8)
-    # a user detection acts only if the divergence at the user's next event in the domain has
-    # not fallen: it keeps rising after a switch and falls back after a burst of off-topic events
+    # a user detection acts only once a later event in the domain confirms it: the divergence
+    # has not fallen (it falls back after a burst of off-topic events) and the event agrees more
+    # with the short-term interest than with the long-term one by more than user_coherence
+    # (coherence(); scattered off-topic events do not). An event that keeps the divergence up
+    # but does not agree leaves the detection waiting; -2 turns the agreement check off.
     user_confirm: bool = True
+    user_coherence: float = 0.0
     user_hold_events: int = 20  # events with the boosted short-term weight after a detection
     user_short_weight: float = 0.9  # short-term weight in queries while a user drifts
     user_keep: float = 0.01  # long-term weight kept at a detection (faster forgetting)
@@ -126,13 +133,35 @@ def relative_residual(predicted: np.ndarray, target: np.ndarray) -> float:
     return float(d @ d) / t
 
 
-def observe_user(d: DomainInterest, params: DriftParams) -> bool:
+def coherence(d: DomainInterest, vector: np.ndarray | None) -> float | None:
+    """How much more an event agrees with a pending detection's short-term interest than with
+    the long-term one: ``cos(v, short then) - cos(v, long)``.
+
+    Positive when the event carries on the change (a new topic), about zero or negative for a
+    scattered off-topic event; None without an event vector or a kept short-term vector (a skip,
+    or a state saved before the short-term vector was kept).
+    """
+    if vector is None or d.drift_pending_short is None:
+        return None
+    vector = np.asarray(vector, np.float32)
+    v = float(np.linalg.norm(vector))
+    s, m = d.drift_pending_short, d.mean()
+    ns, nm = float(np.linalg.norm(s)), float(np.linalg.norm(m))
+    if v == 0.0 or ns == 0.0 or nm == 0.0:
+        return None
+    return float(vector @ s) / (v * ns) - float(vector @ m) / (v * nm)
+
+
+def observe_user(d: DomainInterest, params: DriftParams, vector: np.ndarray | None = None) -> bool:
     """After an event in domain ``d``: update its detector; True on a user drift detection.
 
     A detection shrinks the long-term interest's weight to ``user_keep`` (what came before the
     change fades fast) and starts ``user_hold_events`` events of short-term-weighted queries.
-    With ``user_confirm`` it waits for the user's next event in the domain and acts only if
-    the divergence has not fallen by then (a switch, not a passing burst).
+    With ``user_confirm`` it waits for a later event in the domain: a fall of the divergence
+    drops the detection (a passing burst), an event that carries the change on (``coherence``
+    above ``user_coherence``) confirms it, anything else keeps it waiting. ``vector`` is what
+    this event added to the short-term interest (None when nothing: the divergence alone then
+    decides).
     """
     if not params.adaptive:
         return False
@@ -142,11 +171,16 @@ def observe_user(d: DomainInterest, params: DriftParams) -> bool:
         return False
     confirmed = False
     if d.drift_pending is not None:
-        confirmed, d.drift_pending = x >= d.drift_pending, None
+        c = coherence(d, vector)
+        held = x >= d.drift_pending
+        confirmed = held and (c is None or c > params.user_coherence)
+        if confirmed or not held:
+            d.drift_pending, d.drift_pending_short = None, None
     ph = PageHinkley.from_list(d.drift_ph) if d.drift_ph else PageHinkley()
     if ph.update(x, params.user_detector):
         if params.user_confirm:
             d.drift_pending = x
+            d.drift_pending_short = None if d.short is None else d.short.copy()
         else:
             confirmed = True
     d.drift_ph = ph.as_list()

@@ -59,7 +59,8 @@ class DomainInterest:
     # user-level drift (inference.drift): Page-Hinkley state, events left in drift mode
     drift_ph: list[float] | None = None
     drift_left: int = 0
-    drift_pending: float | None = None  # a detection's divergence, awaiting the next event
+    drift_pending: float | None = None  # a detection's divergence, awaiting confirmation
+    drift_pending_short: np.ndarray | None = None  # ... and the short-term interest it saw
 
     def mean(self) -> np.ndarray:
         """Long-term interest: the decayed, weighted mean of touched vectors."""
@@ -197,6 +198,9 @@ def dumps(state: UserState) -> bytes:
         blobs.append(np.asarray(d.long_sum, np.float32).tobytes())
         if has_short:
             blobs.append(np.asarray(d.short, np.float32).tobytes())
+        if d.drift_pending_short is not None:  # only while a detection awaits confirmation
+            meta["domains"][name]["ps"] = True
+            blobs.append(np.asarray(d.drift_pending_short, np.float32).tobytes())
     head = json.dumps(meta, separators=(",", ":")).encode()
     return _HEADER.pack(len(head)) + head + b"".join(blobs)
 
@@ -224,6 +228,10 @@ def loads(raw: bytes | None) -> UserState:
         if m["short"]:
             short = np.frombuffer(raw, np.float32, dim, pos).copy()
             pos += 4 * dim
+        pending_short = None
+        if m.get("ps"):
+            pending_short = np.frombuffer(raw, np.float32, dim, pos).copy()
+            pos += 4 * dim
         state.domains[name] = DomainInterest(
             long_sum,
             m["w"],
@@ -234,6 +242,7 @@ def loads(raw: bytes | None) -> UserState:
             m.get("ph"),
             m.get("dl", 0),
             m.get("pd"),
+            pending_short,
         )
     return state
 
@@ -249,6 +258,8 @@ def rebase(
     """
     decay = 0.5 ** (1.0 / params.half_life_events)
     for d in state.domains.values():
+        # a detection awaiting confirmation compared vectors of the old space: let it go
+        d.drift_pending, d.drift_pending_short = None, None
         vecs = [item_inputs[i] for i in d.recent if i in item_inputs]
         if not vecs:
             dim = next(iter(item_inputs.values())).shape[0] if item_inputs else 0

@@ -155,7 +155,10 @@ class BehaviourProcessor:
                 if applied:
                     out.applied += 1
                     last[ev.user_id] = (m, ev)
-                    self._learn(states[ev.user_id], ev.domain, m, learned)
+                    # only what raised the short-term interest can carry a change on
+                    w = self.params.weight(ev.action.value, ev.rating)
+                    added = vec if w > 0 else None
+                    self._learn(states[ev.user_id], ev.domain, m, learned, added)
                 else:
                     out.duplicates += 1
             for user, (m, _) in last.items():
@@ -191,13 +194,18 @@ class BehaviourProcessor:
         log.info("rebased %d user states onto %s", len(stale), version)
 
     def _learn(
-        self, state: UserState, domain: str, m: SourceMessage, learned: LearnedState | None
+        self,
+        state: UserState,
+        domain: str,
+        m: SourceMessage,
+        learned: LearnedState | None,
+        vector: np.ndarray | None,
     ) -> None:
         online = getattr(self.model, "online", None)
         if online is not None and learned is not None and m.partition not in online.parts:
             online.restore(m.partition, learned.get(m.partition))  # first sight since start
         before = online.version if online is not None else 0
-        for level in self.model.learn(state, domain, m.partition, m.offset):
+        for level in self.model.learn(state, domain, m.partition, m.offset, vector):
             DRIFT_DETECTIONS.labels(level).inc()
         if online is not None:
             PROJECTION_UPDATES.inc(online.version - before)

@@ -17,7 +17,7 @@ from bench.drift_replay import (
 from inference.drift import DriftParams, PageHinkleyParams
 from inference.interest import InterestParams, UserState, apply_event
 from inference.online_projection import OnlineProjections
-from synth.drift import SOURCE, TARGET, DriftStream, DriftWorld, Scenario
+from synth.drift import SOURCE, TARGET, DriftStream, DriftWorld, Scenario, round_robin
 from tests.fixtures.dataset import hashed_titles, needs_data, small_dataset
 
 
@@ -178,3 +178,26 @@ def test_a_sensitive_user_detector_reaches_the_adaptive_variant_only(bundle) -> 
     by = {r["variant"]: r for r in rows}
     assert by["adaptive"]["detections"]["user"] > 0
     assert by["static"]["detections"] == {"user": 0, "population": 0}
+
+
+# One user's 88 events fill no 150-event recall bin: the recall summary is empty (NaN).
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
+def test_the_worker_hands_the_event_vector_to_the_user_detector(bundle) -> None:
+    """Scattered off-topic purchases keep the divergence up; only the agreement check, which
+    needs each event's vector from the processor, keeps them from being confirmed."""
+    world = DriftWorld(seed=0)
+    books = [world.items[SOURCE, 0][k % 5] for k in range(30)]
+    books += [world.items[SOURCE, t][0] for t in (3, 5, 2, 4)] + books[:10]
+    video = [world.items[TARGET, 0][k % 5] for k in range(len(books))]
+    plan = [
+        (d, i) for b, v in zip(books, video, strict=True) for d, i in ((SOURCE, b), (TARGET, v))
+    ]
+    events = list(round_robin([("u-scattered", plan)], active=1))
+    stream = DriftStream(Scenario.NONE, events, len(events))
+
+    def user_alarms(coherence: float) -> int:
+        rows = run_scenario(bundle, stream, drift=DriftParams(user_coherence=coherence))
+        return rows[0]["detections"]["user"]
+
+    assert user_alarms(-2.0) == 1  # the divergence alone confirms the scattered events
+    assert user_alarms(DriftParams().user_coherence) == 0

@@ -9,6 +9,7 @@ from inference.drift import (
     DriftParams,
     PageHinkley,
     PageHinkleyParams,
+    coherence,
     divergence,
     observe_user,
 )
@@ -65,7 +66,8 @@ def _feed(state: UserState, vectors: np.ndarray, params: DriftParams, start: int
             rating=None,
             params=InterestParams(),
         )
-        if observe_user(state.domains["books"], params):
+        # a purchase adds its vector to the short-term interest: the worker passes it on
+        if observe_user(state.domains["books"], params, v):
             detected.append(start + k)
     return detected
 
@@ -127,7 +129,39 @@ def test_a_burst_of_off_topic_events_is_not_confirmed_but_a_switch_is() -> None:
 def test_a_detection_awaiting_confirmation_survives_a_restart() -> None:
     d = DomainInterest(np.ones(4, np.float32), 1.0, np.array([0, 1, 0, 0], np.float32), 5)
     d.drift_ph, d.drift_pending = [3.0, 0.1, 0.0, 0.0], 0.42
+    d.drift_pending_short = np.array([0.5, 0.5, 0, 0], np.float32)
     state = UserState(domains={"books": d})
-    assert loads(dumps(state)).domains["books"].drift_pending == 0.42
-    d.drift_pending = None
-    assert loads(dumps(state)).domains["books"].drift_pending is None
+    back = loads(dumps(state)).domains["books"]
+    assert back.drift_pending == 0.42
+    np.testing.assert_array_equal(back.drift_pending_short, d.drift_pending_short)
+    np.testing.assert_array_equal(back.short, d.short)  # the blobs stay in order
+    d.drift_pending, d.drift_pending_short = None, None
+    back = loads(dumps(state)).domains["books"]
+    assert back.drift_pending is None and back.drift_pending_short is None
+
+
+def test_scattered_off_topic_events_are_not_confirmed_but_a_new_topic_is() -> None:
+    rng = np.random.default_rng(2)
+    topics = np.eye(8)
+    stable = topics[0] + 0.1 * rng.normal(size=(30, 8))
+    # four off-topic events, each on another topic: the divergence keeps rising all along
+    scattered = topics[[3, 5, 6, 2]] + 0.1 * rng.normal(size=(4, 8))
+    back = topics[0] + 0.1 * rng.normal(size=(10, 8))
+    eager = PageHinkleyParams(delta=0.05, threshold=0.08, min_instances=8)
+    stream = np.vstack([stable, scattered, back])
+    by_divergence = DriftParams(user_detector=eager, user_coherence=-2.0)  # any event agrees
+    assert _feed(UserState(), stream, by_divergence)
+    assert _feed(UserState(), stream, DriftParams(user_detector=eager)) == []
+    switch = np.vstack([stable, topics[1] + 0.1 * rng.normal(size=(10, 8))])
+    assert _feed(UserState(), switch, DriftParams(user_detector=eager))
+
+
+def test_coherence_compares_the_event_with_short_and_long_term_interest() -> None:
+    d = DomainInterest(np.array([2.0, 0, 0, 0], np.float32), 2.0)  # long-term: topic 0
+    d.drift_pending_short = np.array([0.3, 0.7, 0, 0], np.float32)  # moving to topic 1
+    assert coherence(d, np.array([0, 1.0, 0, 0])) > 0.5  # carries the move on
+    assert coherence(d, np.array([0, 0, 1.0, 0])) == 0.0  # unrelated to either
+    assert coherence(d, np.array([1.0, 0, 0, 0])) < 0  # back to the old topic
+    assert coherence(d, None) is None  # no vector (a skip): the divergence alone decides
+    d.drift_pending_short = None
+    assert coherence(d, np.array([0, 1.0, 0, 0])) is None

@@ -115,3 +115,17 @@ def test_rebase_refolds_recent_items_in_the_new_space() -> None:
     np.testing.assert_allclose(d.mean()[5:8], [1 / 3] * 3, atol=1e-6)
     assert s.space == "new" and d.count == 3 and s.events_applied == 3
     assert loads(dumps(s)).space == "new"
+
+
+def test_rebase_lets_a_detection_awaiting_confirmation_go() -> None:
+    from inference.interest import rebase
+
+    s = UserState(space="old")
+    for n in range(3):
+        apply(s, n, vec=unit(n))
+    d = s.domains["a"]
+    d.drift_pending, d.drift_pending_short = 0.5, unit(1)  # a vector of the old space
+    rebase(s, {f"i{n}": np.ones(4, np.float32) for n in range(3)}, "new", InterestParams())
+    assert d.drift_pending is None and d.drift_pending_short is None
+    back = loads(dumps(s)).domains["a"]  # and the state still round-trips at the new width
+    assert back.long_sum.shape == (4,) and back.drift_pending_short is None
