@@ -165,3 +165,19 @@ def test_coherence_compares_the_event_with_short_and_long_term_interest() -> Non
     assert coherence(d, None) is None  # no vector (a skip): the divergence alone decides
     d.drift_pending_short = None
     assert coherence(d, np.array([0, 1.0, 0, 0])) is None
+
+
+def test_an_event_that_does_not_agree_leaves_the_detection_waiting() -> None:
+    d = DomainInterest(np.array([2.0, 0, 0, 0], np.float32), 2.0)  # long-term: topic 0
+    d.short = np.array([0.3, 0.7, 0, 0], np.float32)  # divergence 0.61
+    d.drift_pending, d.drift_pending_short = 0.5, d.short.copy()
+    params = DriftParams()
+    assert not observe_user(d, params, np.array([0, 0, 1.0, 0]))  # unrelated: keeps waiting
+    assert d.drift_pending == 0.5 and d.drift_pending_short is not None
+    assert observe_user(d, params, np.array([0, 1.0, 0, 0]))  # carries the move on
+    assert d.drift_pending is None and d.drift_pending_short is None
+    assert d.long_weight == pytest.approx(2.0 * params.user_keep)  # acted: forgets faster
+    # the divergence falling back drops a waiting detection whatever the event
+    d.drift_pending, d.drift_pending_short = 0.9, d.short.copy()
+    assert not observe_user(d, params, np.array([0, 1.0, 0, 0]))
+    assert d.drift_pending is None and d.drift_pending_short is None
