@@ -180,6 +180,8 @@ def dumps(state: UserState) -> bytes:
     if state.rate_tokens is not None:
         meta["rl"] = [state.rate_tokens, state.rate_at]
     blobs: list[bytes] = []
+    # after every domain's vectors, so that a reader from before it was kept skips it
+    pending: list[bytes] = []
     for name, d in state.domains.items():
         has_short = d.short is not None
         meta["domains"][name] = {
@@ -200,9 +202,9 @@ def dumps(state: UserState) -> bytes:
             blobs.append(np.asarray(d.short, np.float32).tobytes())
         if d.drift_pending_short is not None:  # only while a detection awaits confirmation
             meta["domains"][name]["ps"] = True
-            blobs.append(np.asarray(d.drift_pending_short, np.float32).tobytes())
+            pending.append(np.asarray(d.drift_pending_short, np.float32).tobytes())
     head = json.dumps(meta, separators=(",", ":")).encode()
-    return _HEADER.pack(len(head)) + head + b"".join(blobs)
+    return _HEADER.pack(len(head)) + head + b"".join(blobs) + b"".join(pending)
 
 
 def loads(raw: bytes | None) -> UserState:
@@ -228,10 +230,6 @@ def loads(raw: bytes | None) -> UserState:
         if m["short"]:
             short = np.frombuffer(raw, np.float32, dim, pos).copy()
             pos += 4 * dim
-        pending_short = None
-        if m.get("ps"):
-            pending_short = np.frombuffer(raw, np.float32, dim, pos).copy()
-            pos += 4 * dim
         state.domains[name] = DomainInterest(
             long_sum,
             m["w"],
@@ -242,8 +240,12 @@ def loads(raw: bytes | None) -> UserState:
             m.get("ph"),
             m.get("dl", 0),
             m.get("pd"),
-            pending_short,
         )
+    for name, m in meta["domains"].items():
+        if m.get("ps"):
+            d = state.domains[name]
+            d.drift_pending_short = np.frombuffer(raw, np.float32, m["dim"], pos).copy()
+            pos += 4 * m["dim"]
     return state
 
 
