@@ -175,17 +175,26 @@ def run(
             "interest (-2 turns the check off)",
         ),
     ] = None,
+    user_min_divergence: Annotated[
+        float | None,
+        typer.Option(
+            envvar="XREC_DRIFT_USER_MIN_DIVERGENCE",
+            help="divergence a confirming event must reach (0 turns the floor off)",
+        ),
+    ] = None,
 ) -> None:
     """Run every drift scenario, adaptive and static, and write drift.json and drift.png.
 
-    ``--user-delta`` / ``--user-threshold`` / ``--no-user-confirm`` / ``--user-coherence``
-    override the worker's user detector (Page-Hinkley) in the adaptive variant, to measure its
-    trade-off between early detection and false alarms.
+    ``--user-delta`` / ``--user-threshold`` / ``--no-user-confirm`` / ``--user-coherence`` /
+    ``--user-min-divergence`` override the worker's user detector (Page-Hinkley) in the
+    adaptive variant, to measure its trade-off between early detection and false alarms.
     """
     chosen = scenarios or list(Scenario)
     drift = DriftParams(user_confirm=user_confirm)
     if user_coherence is not None:
         drift = replace(drift, user_coherence=user_coherence)
+    if user_min_divergence is not None:
+        drift = replace(drift, user_min_divergence=user_min_divergence)
     if user_delta is not None or user_threshold is not None:
         ud = drift.user_detector
         detector = replace(
@@ -219,6 +228,7 @@ def run(
             **asdict(drift.user_detector),
             "confirm": drift.user_confirm,
             "coherence": drift.user_coherence,
+            "min_divergence": drift.user_min_divergence,
         },
         "summary": summary,
         "rows": rows,

@@ -5,8 +5,9 @@ Two levels, one standard detector (Page-Hinkley, "up" mode: a rise in the mean o
 * **User drift** watches, per user and domain, the divergence ``1 - cos(short, long)`` between
   short-term interest (a fast EMA) and long-term interest (the decayed mean). A user whose taste
   moves sees it rise and stay up; a detection is confirmed by a later event of the user in the
-  domain that keeps the divergence up and agrees more with the short-term interest than with
-  the long-term one (a new topic carries on; scattered off-topic events do not). Then the
+  domain that keeps the divergence up (and at 0.2 at least) and agrees more with the short-term
+  interest than with the long-term one (a new topic carries on; scattered off-topic events do
+  not). Then the
   long-term interest forgets faster (its weight shrinks) and, for ``user_hold_events`` events,
   queries give the short-term interest more weight.
 * **Population drift** watches the relative residual of the cross-domain projections on the
@@ -93,6 +94,10 @@ class DriftParams:
     # but does not agree leaves the detection waiting; -2 turns the agreement check off.
     user_confirm: bool = True
     user_coherence: float = 0.0
+    # ... and the divergence at that event has reached this: a rise that leaves short- and
+    # long-term interest this close (cos > 0.8) is a wander within the user's interests, not a
+    # new one (Page-Hinkley sees rises, not levels)
+    user_min_divergence: float = 0.2
     user_hold_events: int = 20  # events with the boosted short-term weight after a detection
     user_short_weight: float = 0.9  # short-term weight in queries while a user drifts
     user_keep: float = 0.01  # long-term weight kept at a detection (faster forgetting)
@@ -159,7 +164,8 @@ def observe_user(d: DomainInterest, params: DriftParams, vector: np.ndarray | No
     change fades fast) and starts ``user_hold_events`` events of short-term-weighted queries.
     With ``user_confirm`` it waits for a later event in the domain: a fall of the divergence
     drops the detection (a passing burst), an event that carries the change on (``coherence``
-    above ``user_coherence``) confirms it, anything else keeps it waiting. ``vector`` is what
+    above ``user_coherence``) with the divergence at ``user_min_divergence`` or more confirms
+    it, anything else keeps it waiting. ``vector`` is what
     this event added to the short-term interest (None when nothing: the divergence alone then
     decides).
     """
@@ -173,7 +179,8 @@ def observe_user(d: DomainInterest, params: DriftParams, vector: np.ndarray | No
     if d.drift_pending is not None:
         c = coherence(d, vector)
         held = x >= d.drift_pending
-        confirmed = held and (c is None or c > params.user_coherence)
+        far = x >= params.user_min_divergence
+        confirmed = held and far and (c is None or c > params.user_coherence)
         if confirmed or not held:
             d.drift_pending, d.drift_pending_short = None, None
     ph = PageHinkley.from_list(d.drift_ph) if d.drift_ph else PageHinkley()

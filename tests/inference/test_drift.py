@@ -186,3 +186,18 @@ def test_an_event_that_does_not_agree_leaves_the_detection_waiting() -> None:
     d.drift_pending, d.drift_pending_short = 0.9, d.short.copy()
     assert not observe_user(d, params, np.array([0, 1.0, 0, 0]))
     assert d.drift_pending is None and d.drift_pending_short is None
+
+
+def test_a_wander_within_the_users_interest_is_not_a_switch() -> None:
+    rng = np.random.default_rng(4)
+    topics = np.eye(8)
+    stable = topics[0] + 0.1 * rng.normal(size=(30, 8))
+    # the same interest, leaning a little towards topic 1: the divergence rises, to about 0.1
+    wander = topics[0] + 0.5 * topics[1] + 0.1 * rng.normal(size=(15, 8))
+    eager = PageHinkleyParams(delta=0.01, threshold=0.05, min_instances=8)
+    stream = np.vstack([stable, wander])
+    assert _feed(UserState(), stream, DriftParams(user_detector=eager, user_min_divergence=0.0))
+    assert _feed(UserState(), stream, DriftParams(user_detector=eager)) == []
+    # a real switch crosses the floor: a detection raised below it waits and is confirmed
+    switch = np.vstack([stable, topics[1] + 0.1 * rng.normal(size=(10, 8))])
+    assert _feed(UserState(), switch, DriftParams(user_detector=eager))
