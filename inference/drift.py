@@ -85,7 +85,8 @@ class DriftParams:
     # user level: divergence 1 - cos(short, long) in [0, 2]
     # threshold 0.4 with the confirmation below, 0.6 without it: the same recovery after a
     # switch on synthetic seeds 0-2 (6, 6, 5 events) with no false alarm on their no-drift
-    # streams instead of 8 (2 without the agreement check; README, drift "Seeds")
+    # streams (2 with the next-event check alone, 8 acting at once; README, drift "User false
+    # alarms")
     user_detector: PageHinkleyParams = PageHinkleyParams(delta=0.05, threshold=0.4, min_instances=8)
     # a user detection acts only once a later event in the domain confirms it: the divergence
     # has not fallen (it falls back after a burst of off-topic events) and the event agrees more
@@ -165,9 +166,8 @@ def observe_user(d: DomainInterest, params: DriftParams, vector: np.ndarray | No
     With ``user_confirm`` it waits for a later event in the domain: a fall of the divergence
     drops the detection (a passing burst), an event that carries the change on (``coherence``
     above ``user_coherence``) with the divergence at ``user_min_divergence`` or more confirms
-    it, anything else keeps it waiting. ``vector`` is what
-    this event added to the short-term interest (None when nothing: the divergence alone then
-    decides).
+    it, anything else keeps it waiting. ``vector`` is what this event added to the short-term
+    interest (None when nothing: the divergence alone then decides).
     """
     if not params.adaptive:
         return False
