@@ -198,6 +198,6 @@ def test_a_wander_within_the_users_interest_is_not_a_switch() -> None:
     stream = np.vstack([stable, wander])
     assert _feed(UserState(), stream, DriftParams(user_detector=eager, user_min_divergence=0.0))
     assert _feed(UserState(), stream, DriftParams(user_detector=eager)) == []
-    # a real switch crosses the floor: a detection raised below it waits and is confirmed
+    # a real switch goes past the floor and is confirmed
     switch = np.vstack([stable, topics[1] + 0.1 * rng.normal(size=(10, 8))])
     assert _feed(UserState(), switch, DriftParams(user_detector=eager))
