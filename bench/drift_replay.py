@@ -32,11 +32,16 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from bench.drift_alarms import (
+    RecordingModel,
+    alarms_before_switch,
+    describe_user_alarms,
+    divergence_at_detections,
+)
 from bench.drift_separability import separability
 from inference.bundle import ModelBundle
-from inference.bundle_model import BundleModel
 from inference.drift import DriftParams
-from inference.interest import InterestParams, UserState
+from inference.interest import InterestParams
 from store.base import ItemPoint
 from store.edge import EdgeStore
 from store.settings import QdrantSettings
@@ -54,27 +59,6 @@ RECOVERED = 0.9  # share of the pre-drift recall that counts as recovered
 # of about +-0.08, so a first crossing of single bins reads noise as recovery (seeds 1 and 2
 # of the synthetic world: static "recovered" at the same bin as adaptive, then fell back).
 SMOOTH_BINS = 3
-
-
-class _RecordingModel(BundleModel):
-    """The worker's bundle model, noting the stream offset of every user drift detection."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.user_alarms: list[int] = []
-
-    def learn(
-        self,
-        state: UserState,
-        domain: str,
-        partition: int,
-        offset: int,
-        vector: np.ndarray | None = None,
-    ) -> list[str]:
-        levels = super().learn(state, domain, partition, offset, vector)
-        if "user" in levels:
-            self.user_alarms.append(offset)
-        return levels
 
 
 def _no_text(texts: list[str]) -> np.ndarray:
@@ -106,7 +90,7 @@ async def _replay(
     ``drift``: the adaptive variant's parameters (default: the worker's); static turns them off.
     """
     params = replace(drift or DriftParams(), adaptive=adaptive)
-    model = _RecordingModel(bundle, drift=params)
+    model = RecordingModel(bundle, drift=params)
     store = EdgeStore(QdrantSettings(path=root / f"{stream.scenario}-{adaptive}-{reset}"))
     store.ensure_collections(model.stored_dim)
     store.upsert_items([ItemPoint(i, d, v) for i, d, v in model.bootstrap_points()])
@@ -156,24 +140,8 @@ async def _replay(
         "cold": cold,
         "detections": detections,
         "user_alarms": model.user_alarms,
+        "population_alarms": model.population_alarms,
         "projection_updates": model.online.version,
-    }
-
-
-def _alarms_before_switch(stream: DriftStream, alarms: list[int]) -> dict:
-    """User detections on switching users' own histories, before their switch: false alarms.
-
-    A person's real history may drift too, so on real data these bound the false-alarm rate
-    from above; the ``none`` stream cannot show it (its users are too short-lived).
-    """
-    user_of = [e["user_id"] for e in stream.events]
-    before = [o for o in alarms if o < stream.switch_at.get(user_of[o], -1)]
-    events = sum(1 for k, u in enumerate(user_of) if k < stream.switch_at.get(u, -1))
-    return {
-        "user_detections_before_switch": len(before),
-        "user_events_before_switch": events,
-        "users_alarmed_before_switch": len({user_of[o] for o in before}),
-        "switching_users": len(stream.switch_at),
     }
 
 
@@ -195,28 +163,27 @@ def _recovery(curve: list[tuple[int, float]], onset: int) -> tuple[float, int | 
     """Pre-drift recall and events after the onset until recall is back at 90% of it."""
     pre = [r for end, r in curve if end < onset][len(curve) // 10 :] or [r for _, r in curve]
     level = float(np.mean(pre))
-    after = [(end, r) for end, r in curve if end >= onset]
-    dropped = next((i for i, (_, r) in enumerate(after) if r < RECOVERED * level), None)
-    if dropped is None:
-        return level, 0
-    back = next((end for end, r in after[dropped:] if r >= RECOVERED * level), None)
-    return level, None if back is None else back - onset
+    return level, _back_at(curve, onset, level)
 
 
 def _smoothed_recovery(
     curve: list[tuple[int, float]], onset: int, level: float, bins: int = SMOOTH_BINS
 ) -> int | None:
-    """Events after the onset until recall over the last ``bins`` bins is back at 90% of
-    ``level`` (0: it never fell below; None: not within the stream)."""
-    ends = [end for end, _ in curve]
+    """The same, read on the mean of the last ``bins`` bins at each point."""
     rs = [r for _, r in curve]
     smooth = [float(np.mean(rs[max(0, i - bins + 1) : i + 1])) for i in range(len(rs))]
-    after = [i for i, end in enumerate(ends) if end >= onset]
-    dropped = next((i for i in after if smooth[i] < RECOVERED * level), None)
+    return _back_at([(end, r) for (end, _), r in zip(curve, smooth, strict=True)], onset, level)
+
+
+def _back_at(curve: list[tuple[int, float]], onset: int, level: float) -> int | None:
+    """Events after the onset until the curve, once below 90% of ``level``, is back at it
+    (0: it never fell below; None: not within the stream)."""
+    after = [(end, r) for end, r in curve if end >= onset]
+    dropped = next((i for i, (_, r) in enumerate(after) if r < RECOVERED * level), None)
     if dropped is None:
         return 0
-    back = next((i for i in range(dropped, len(rs)) if smooth[i] >= RECOVERED * level), None)
-    return None if back is None else ends[back] - onset
+    back = next((end for end, r in after[dropped:] if r >= RECOVERED * level), None)
+    return None if back is None else back - onset
 
 
 def _user_recovery(stream: DriftStream, hits: list[tuple[int, str, bool]]) -> dict:
@@ -320,7 +287,10 @@ def run_scenario(
                 "scored_domain": stream.scored_domain or "all",
                 "bin_events": bin_size,
                 **_before_after(stream, hits, res["cold"]),
+                "population_alarms": res["population_alarms"],
             }
+            if scenario is Scenario.NONE:
+                row["user_alarms"] = describe_user_alarms(stream, res["user_alarms"])
             if scenario is Scenario.USER_SWITCH:
                 u = _user_recovery(stream, hits)
                 row |= {
@@ -329,7 +299,10 @@ def run_scenario(
                     "recovery_unit": "the user's own events in the domain since their switch",
                     "curve": [(g, round(r, 4)) for g, r in u["curve"]],
                     "switch_separability": evidence,
-                    **_alarms_before_switch(stream, res["user_alarms"]),
+                    **alarms_before_switch(stream, [a.event for a in res["user_alarms"]]),
+                    "divergence_at_user_detections": divergence_at_detections(
+                        stream, res["user_alarms"]
+                    ),
                 }
             else:
                 level, back = _recovery(curve, stream.onset)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.drift_alarms import (
+    UserAlarm,
+    alarms_before_switch,
+    describe_user_alarms,
+    divergence_at_detections,
+)
 from bench.drift_bench import fit_world_bundle
 from bench.drift_data import fit_train_bundle, linked_world
 from bench.drift_replay import (
-    _alarms_before_switch,
     _recovery,
     _smoothed_recovery,
     _user_recovery,
@@ -136,13 +141,42 @@ def test_alarms_before_a_users_switch_are_told_from_those_after() -> None:
     users = "aabbabcc"
     events = [{"user_id": u, "domain": "x", "item_id": str(k)} for k, u in enumerate(users)]
     stream = DriftStream(Scenario.USER_SWITCH, events, 2, {"a": 2, "b": 5})
-    out = _alarms_before_switch(stream, alarms=[1, 3, 4, 5, 6])
+    out = alarms_before_switch(stream, alarms=[1, 3, 4, 5, 6])
     # before: 1 (a, before 2) and 3 (b, before 5); after: 4 (a), 5 (b); 6 is c's
     assert out == {
         "user_detections_before_switch": 2,
         "user_events_before_switch": 4,  # a's 0, 1 and b's 2, 3
         "users_alarmed_before_switch": 2,
         "switching_users": 2,
+    }
+
+
+def test_user_alarms_name_the_user_their_last_items_and_the_evidence() -> None:
+    users = "aabbabcc"
+    events = [{"user_id": u, "domain": "x", "item_id": f"i{k}"} for k, u in enumerate(users)]
+    stream = DriftStream(Scenario.USER_SWITCH, events, 2, {"a": 2, "b": 5})
+    alarms = [
+        UserAlarm(1, "x", 0.3, None),
+        UserAlarm(4, "x", 0.5, 0.21),
+        UserAlarm(5, "x", 0.4, 0.1),
+    ]
+    first, second, _ = describe_user_alarms(stream, alarms)
+    assert first == {
+        "event": 1,
+        "user": "a",
+        "domain": "x",
+        "divergence": 0.3,
+        "coherence": None,
+        "last_items": ["i0", "i1"],
+        "user_events_in_domain": 2,
+    }
+    assert second["user"] == "a" and second["last_items"] == ["i0", "i1", "i4"]
+    # after their switch: a's at 4 and b's at 5; the one at 1 came before a's switch
+    assert divergence_at_detections(stream, alarms) == {
+        "detections": 2,
+        "min": 0.4,
+        "p01": 0.401,
+        "median": 0.45,
     }
 
 
