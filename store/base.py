@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -131,6 +132,10 @@ class VectorStore(Protocol):
     #: True when every call holds the GIL from start to end (Qdrant Edge): the worker then calls
     #: the store inline on its event loop, where a thread would only add hand-overs.
     holds_gil: ClassVar[bool]
+    #: The folder holding the store when it lives inside this process (Qdrant Edge, client local
+    #: mode): each worker then has a store of its own and reads the whole catalogue into it (see
+    #: streams.catalogue_replica). None when every worker shares one store (a Qdrant server).
+    local_dir: Path | None
 
     def ensure_collections(self, item_dim: int, user_dim: int | None = None) -> None:
         """Create (or open and check) both collections; ``user_dim`` defaults to ``item_dim``."""

@@ -62,6 +62,7 @@ class EdgeStore:
     def __init__(self, settings: QdrantSettings) -> None:
         self._settings = settings
         self._root = Path(settings.path)
+        self.local_dir: Path | None = self._root
         self._items = DomainShards(settings, self._root / settings.items_collection)
         self._items_open = False
         self._users: qe.EdgeShard | None = None

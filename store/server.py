@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -47,6 +48,7 @@ class ServerStore:
     def __init__(self, settings: QdrantSettings) -> None:
         self._settings = settings
         self._local = settings.url is None
+        self.local_dir: Path | None = Path(settings.path) if self._local else None
         self._items = settings.items_collection
         self._users = settings.users_collection
         self._dims: dict[str, int | None] = {self._items: None, self._users: None}

@@ -19,7 +19,8 @@ import faust
 from faust.streams import _current_event  # the table picks its changelog partition from it
 
 from streams.behaviour import LearnedState
-from streams.changelog import AckedTable, changelogs_acked
+from streams.catalogue_replica import CataloguePosition, CatalogueReplica
+from streams.changelog import AckedTable, changelogs_acked, fail_stop
 from streams.consumer import worker_consumer
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.heap import FREEZE_AFTER_CATALOGUE_EVENTS
@@ -129,12 +130,11 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
                 key=dl.source.key, value=dl.source.value or b"", headers=dl.headers()
             )
 
-    async def process_singly(events: Sequence[Any], proc_one: Any) -> None:
+    async def process_singly(msgs: Sequence[SourceMessage], proc_one: Any) -> None:
         """After a batch failed unexpectedly: retry one event at a time, dead-letter poison."""
-        for event in events:
-            msg = _source(event)
+        for msg in msgs:
             try:
-                await proc_one([msg], event)
+                await proc_one(msg)
             except Exception as exc:  # a poison message must not block its partition
                 log.exception("processing %s failed; dead-lettering it", msg.where())
                 await send_dead_letters([reject(msg, "processing_error", repr(exc))])
@@ -166,54 +166,84 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         await changelogs_acked(users, projection)
         STAGE_SECONDS.labels("publish").observe(time.perf_counter() - start)
 
-    @app.agent(behaviour_topic, name="behaviour")
-    async def behaviour_agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
-            BATCH_SIZE.labels(kafka.behaviour_topic).observe(len(events))
-            pos = {(e.message.partition, e.message.offset): e for e in events}
-            try:
-                await run_behaviour([_source(e) for e in events], pos)
-            except Exception:
-                log.exception("behaviour batch of %d failed; retrying event by event", len(events))
-                await process_singly(
-                    events,
-                    lambda msgs, e: run_behaviour(
-                        msgs, {(e.message.partition, e.message.offset): e}
-                    ),
-                )
-            USERS_IN_STATE.set(len(users))
-
     async def run_catalogue(msgs: list[SourceMessage]) -> None:
         out = await catalogue_proc.process(msgs)
         await send_dead_letters(out.dead_letters)
         await app.producer.flush()
 
+    async def apply_catalogue(msgs: list[SourceMessage]) -> None:
+        BATCH_SIZE.labels(kafka.catalogue_topic).observe(len(msgs))
+        try:
+            await run_catalogue(msgs)
+        except Exception:
+            log.exception("catalogue batch of %d failed; retrying event by event", len(msgs))
+            await process_singly(msgs, lambda m: run_catalogue([m]))
+
+    since_freeze = 0
+
+    async def catalogue_idle(applied: int) -> None:
+        """The catalogue backlog is drained: index what the load brought (a no-op unless
+        enough new items wait; see Runtime.optimize_store) and settle the heap."""
+        nonlocal since_freeze
+        since_freeze += applied
+        try:
+            await runtime.optimize_store()
+        except Exception:
+            log.exception("indexing new items failed; queries stay exact meanwhile")
+        if since_freeze >= FREEZE_AFTER_CATALOGUE_EVENTS:
+            runtime.settle_heap(f"{since_freeze} catalogue events")
+            since_freeze = 0
+
+    replica: CatalogueReplica | None = None
+    if runtime.store.local_dir is None:  # one store for every worker: the group splits the work
+
+        @app.agent(catalogue_topic, name="catalogue")
+        async def catalogue_agent(stream: faust.StreamT) -> None:
+            since_idle = 0
+            async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
+                await apply_catalogue([_source(e) for e in events])
+                since_idle += len(events)
+                if len(events) < worker.batch_size:
+                    await catalogue_idle(since_idle)
+                    since_idle = 0
+
+    else:  # a store inside this worker: it reads the whole catalogue (streams.catalogue_replica)
+        replica = reader = CatalogueReplica(
+            kafka,
+            CataloguePosition(runtime.store.local_dir, kafka.catalogue_topic),
+            batch_size=worker.batch_size,
+            within_s=worker.batch_within_s,
+            apply=apply_catalogue,
+            on_idle=catalogue_idle,
+        )
+
+        @app.task
+        async def read_catalogue() -> None:
+            try:
+                await reader.run()
+            except Exception as exc:  # the store would silently fall behind the catalogue
+                fail_stop(f"reading the catalogue stopped: {exc!r}")
+
+    @app.agent(behaviour_topic, name="behaviour")
+    async def behaviour_agent(stream: faust.StreamT) -> None:
+        if replica is not None:
+            # A new or wiped store would dead-letter events for items it has not read yet.
+            await replica.caught_up.wait()
+        async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
+            BATCH_SIZE.labels(kafka.behaviour_topic).observe(len(events))
+            pos = {(e.message.partition, e.message.offset): e for e in events}
+            msgs = [_source(e) for e in events]
+            try:
+                await run_behaviour(msgs, pos)
+            except Exception:
+                log.exception("behaviour batch of %d failed; retrying event by event", len(events))
+                await process_singly(msgs, lambda m, p=pos: run_behaviour([m], p))
+            USERS_IN_STATE.set(len(users))
+
     @app.task
     async def settle_started_heap() -> None:
         # App tasks start after table recovery: the recovered users table is in the heap.
         runtime.settle_heap("start-up")
-
-    @app.agent(catalogue_topic, name="catalogue")
-    async def catalogue_agent(stream: faust.StreamT) -> None:
-        since_freeze = 0
-        async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
-            since_freeze += len(events)
-            BATCH_SIZE.labels(kafka.catalogue_topic).observe(len(events))
-            try:
-                await run_catalogue([_source(e) for e in events])
-            except Exception:
-                log.exception("catalogue batch of %d failed; retrying event by event", len(events))
-                await process_singly(events, lambda msgs, e: run_catalogue(msgs))
-            if len(events) < worker.batch_size:
-                # The catalogue backlog is drained: index what the load brought (a no-op
-                # unless enough new items wait; see Runtime.optimize_store).
-                try:
-                    await runtime.optimize_store()
-                except Exception:
-                    log.exception("indexing new items failed; queries stay exact meanwhile")
-                if since_freeze >= FREEZE_AFTER_CATALOGUE_EVENTS:
-                    runtime.settle_heap(f"{since_freeze} catalogue events")
-                    since_freeze = 0
 
     if worker.bundle_dir is not None:
         bundle_dir = worker.bundle_dir
@@ -222,5 +252,5 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         async def reload_bundle() -> None:
             await runtime.maybe_reload(bundle_dir)
 
-    register_views(app, runtime)
+    register_views(app, runtime, lambda: replica is None or replica.caught_up.is_set())
     return app

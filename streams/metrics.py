@@ -115,6 +115,12 @@ DRIFT_DETECTIONS = Counter(
 )
 for _level in ("population", "user"):
     DRIFT_DETECTIONS.labels(_level)  # both series exist from the start (alerts read them)
+CATALOGUE_LAG = Gauge(
+    "xrec_catalogue_lag_records",
+    "Catalogue records not yet in this worker's own store (stores inside the worker read the "
+    "whole catalogue topic outside the consumer group; 0 with a Qdrant server)",
+    registry=REGISTRY,
+)
 PROJECTION_UPDATES = Counter(
     "xrec_projection_updates_total",
     "Pairs folded into the online cross-domain projections (the online model version)",

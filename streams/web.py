@@ -10,6 +10,7 @@ starts, whatever the Faust settings or environment say, and every other path ans
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from faust.web.base import BlueprintManager
@@ -26,8 +27,14 @@ if TYPE_CHECKING:
 PATHS = ("/metrics", "/healthz")
 
 
-def register_views(app: faust.App, runtime: Runtime) -> None:
-    """Serve the two views and nothing else on the Faust web server."""
+def register_views(
+    app: faust.App, runtime: Runtime, catalogue_caught_up: Callable[[], bool]
+) -> None:
+    """Serve the two views and nothing else on the Faust web server.
+
+    ``ready`` in /healthz: the consumer is running, no rebalance is under way, and the worker's
+    store has read the catalogue up to where it stood at start (stores inside the worker).
+    """
     # Blueprints are applied when the server starts (Web.init_server): an empty manager here
     # means Faust's own views are never mounted. Checked against a running worker in
     # tests/streams/test_security.py.
@@ -39,11 +46,13 @@ def register_views(app: faust.App, runtime: Runtime) -> None:
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        ready = app.rebalancing is False and app.consumer is not None
+        caught_up = catalogue_caught_up()
+        ready = app.rebalancing is False and app.consumer is not None and caught_up
         status = {
             "status": "ok" if runtime.call_store.available else "degraded",
             "store_available": runtime.call_store.available,
             "ready": bool(ready),
+            "catalogue_caught_up": caught_up,
             "model_version": runtime.model.version,
             "encoder_provider": str(runtime.encoder.provider),
         }

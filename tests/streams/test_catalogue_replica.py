@@ -1,0 +1,127 @@
+"""The catalogue replica against the real broker (Tansu over TCP): every partition read, the
+position recorded after each applied batch and resumed from, the catch-up signal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from streams.catalogue_replica import POSITION_FILE, CataloguePosition, CatalogueReplica
+from streams.client import produce
+from streams.deadletter import SourceMessage
+from streams.settings import KafkaSettings
+from tests.fixtures.worker import tagged_kafka
+
+pytestmark = [pytest.mark.broker]
+
+
+def _items(prefix: str, n: int) -> list[dict]:
+    return [{"item_id": f"{prefix}-{i}", "domain": "d", "title": f"t{i}"} for i in range(n)]
+
+
+class Run:
+    """One replica reading until it has caught up (plus ``extra_s``), then stopped."""
+
+    def __init__(self, kafka: KafkaSettings, folder: Path, fail_on_batch: int | None = None):
+        self.seen: list[SourceMessage] = []
+        self.batches = 0
+        self.idle_calls: list[int] = []
+        self.fail_on_batch = fail_on_batch
+
+        async def apply(msgs: list[SourceMessage]) -> None:
+            self.batches += 1
+            if self.batches == self.fail_on_batch:
+                raise RuntimeError("injected: the store refused the batch")
+            self.seen.extend(msgs)
+
+        async def on_idle(n: int) -> None:
+            self.idle_calls.append(n)
+
+        self.replica = CatalogueReplica(
+            kafka,
+            CataloguePosition(folder, kafka.catalogue_topic),
+            batch_size=16,  # several batches for a few dozen records
+            within_s=0.02,
+            apply=apply,
+            on_idle=on_idle,
+        )
+
+    async def until_caught_up(self, timeout_s: float = 30.0, extra_s: float = 0.3) -> None:
+        task = asyncio.ensure_future(self.replica.run())
+        try:
+            waiter = asyncio.ensure_future(self.replica.caught_up.wait())
+            done, _ = await asyncio.wait(
+                {task, waiter}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            if task in done:
+                task.result()  # raises what the replica raised
+            assert self.replica.caught_up.is_set(), "the replica never caught up"
+            await asyncio.sleep(extra_s)
+            if task.done():
+                task.result()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def item_ids(self) -> list[str]:
+        return [json.loads(m.value or b"")["item_id"] for m in self.seen]
+
+
+def test_reads_every_partition_records_the_position_and_resumes(broker, tmp_path, unique) -> None:
+    kafka = tagged_kafka(broker.bootstrap, f"rep-{unique}")
+    first = _items("a", 40)
+    asyncio.run(produce(kafka, kafka.catalogue_topic, first, "item_id"))
+
+    run = Run(kafka, tmp_path)
+    asyncio.run(run.until_caught_up())
+    assert sorted(run.item_ids()) == sorted(r["item_id"] for r in first)
+    assert len({m.partition for m in run.seen}) > 1, "keys should spread over partitions"
+    assert sum(run.idle_calls) == len(first)  # the last short fetch says: index now
+    position = json.loads((tmp_path / POSITION_FILE).read_text())
+    ends = Counter(m.partition for m in run.seen)
+    assert position["topic"] == kafka.catalogue_topic
+    assert {int(p): o for p, o in position["offsets"].items() if o} == dict(ends)
+
+    # A restart reads only what came after the recorded position.
+    second = _items("b", 10)
+    asyncio.run(produce(kafka, kafka.catalogue_topic, second, "item_id"))
+    again = Run(kafka, tmp_path)
+    asyncio.run(again.until_caught_up())
+    assert sorted(again.item_ids()) == sorted(r["item_id"] for r in second)
+
+    # No position (a wiped store), an unreadable one, or one for another topic: from the start.
+    for text in (None, "{not json", json.dumps({"topic": "other", "offsets": {"0": 5}})):
+        if text is None:
+            (tmp_path / POSITION_FILE).unlink()
+        else:
+            (tmp_path / POSITION_FILE).write_text(text)
+        fresh = Run(kafka, tmp_path)
+        asyncio.run(fresh.until_caught_up())
+        assert len(fresh.seen) == len(first) + len(second), text
+
+
+def test_a_batch_that_fails_is_read_again_never_skipped(broker, tmp_path, unique) -> None:
+    kafka = tagged_kafka(broker.bootstrap, f"rep-{unique}", partitions=1)
+    records = _items("c", 40)  # one partition, batches of 16: 16, 16, 8
+    asyncio.run(produce(kafka, kafka.catalogue_topic, records, "item_id"))
+
+    failing = Run(kafka, tmp_path, fail_on_batch=2)
+    with pytest.raises(RuntimeError, match="injected"):
+        asyncio.run(failing.until_caught_up())
+    assert failing.item_ids() == [r["item_id"] for r in records[:16]]
+
+    resumed = Run(kafka, tmp_path)
+    asyncio.run(resumed.until_caught_up())
+    assert resumed.item_ids() == [r["item_id"] for r in records[16:]]
+
+
+def test_an_empty_catalogue_is_caught_up_at_once(broker, tmp_path, unique) -> None:
+    kafka = tagged_kafka(broker.bootstrap, f"rep-{unique}")
+    run = Run(kafka, tmp_path)
+    asyncio.run(run.until_caught_up(timeout_s=15))
+    assert run.seen == [] and run.idle_calls == []

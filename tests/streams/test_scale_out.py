@@ -1,0 +1,88 @@
+"""Two worker processes in one consumer group, each with its own embedded Qdrant Edge store, on
+the real broker: the behaviour partitions are split between them, the catalogue is not (each
+store holds every item), every event is applied once, and a restarted worker resumes its
+catalogue where its store stopped. Nothing here is mocked."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from streams.broker import free_port
+from streams.demo import wait_for
+from tests.fixtures.worker import WorkerHandle
+from tests.streams.test_end_to_end import events_for, latest_recommendations, single_topic_world
+
+pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.slow]
+
+
+def _twin(w: WorkerHandle, name: str) -> WorkerHandle:
+    """Another worker of the same app on the same topics, with its own store, port and log."""
+    root = w.qdrant_path.parent
+    return dataclasses.replace(
+        w,
+        web_port=free_port(),
+        qdrant_path=root / f"qdrant-{name}",
+        log_path=root / f"worker-{name}.log",
+        proc=None,
+        extra_env={**w.extra_env, "WORKER_DATA_DIR": str(root / f"data-{name}")},
+    )
+
+
+def _ready(*workers: WorkerHandle) -> None:
+    for w in workers:
+        wait_for(lambda w=w: w.healthz()["ready"], 90, f"{w.log_path} ready", w.proc)
+
+
+def test_two_workers_split_users_and_each_holds_the_whole_catalogue(make_worker) -> None:
+    world, users = single_topic_world()
+    a = make_worker()
+    a.extra_env["WORKER_DATA_DIR"] = str(a.qdrant_path.parent / "data-a")
+    b = _twin(a, "b")
+    try:
+        a.start()
+        b.start()
+        _ready(a, b)
+        time.sleep(2)  # let the group settle: one rebalance after the second member joined
+        _ready(a, b)
+        a.send(a.kafka.catalogue_topic, world.catalogue(), "item_id")
+        n_items = len(world.items)
+        for w in (a, b):  # not half each: every worker reads every catalogue partition
+            w.wait_metric("xrec_events_total", n_items, outcome="upserted")
+            assert w.metric("xrec_catalogue_lag_records") == 0
+
+        events = events_for(world, users, per_user=3)
+        a.send(a.kafka.behaviour_topic, events, "user_id")
+        wait_for(
+            lambda: sum(w.metric("xrec_events_total", outcome="applied") for w in (a, b))
+            >= len(events),
+            120,
+            "every event applied by one of the workers",
+        )
+        applied = [w.metric("xrec_events_total", outcome="applied") for w in (a, b)]
+        assert sum(applied) == len(events)
+        assert min(applied) > 0, f"one worker took every partition: {applied}"
+        assert a.metric("xrec_dead_letters_total") == b.metric("xrec_dead_letters_total") == 0
+
+        # Every user, whichever worker holds them, gets on-topic items from the whole catalogue.
+        recs = latest_recommendations(a.read(a.kafka.recommendations_topic))
+        topic_of = {it.item_id: it.topic for it in world.items}
+        for u in users:
+            for target in world.domains:
+                ids = [i["item_id"] for i in recs[(u.user_id, target)]["items"]]
+                assert len(ids) == 10 and topic_of[ids[0]] == u.topics[0], (u, target)
+
+        # A restarted worker resumes from its store's position: nothing is read again...
+        b.stop()
+        b.start()
+        _ready(b)
+        assert b.metric("xrec_events_total", outcome="upserted") == 0
+        assert b.healthz()["catalogue_caught_up"] is True
+        # ...and what comes later reaches both stores.
+        a.send(a.kafka.catalogue_topic, [{**world.catalogue()[0], "title": "renamed"}], "item_id")
+        b.wait_metric("xrec_events_total", 1, outcome="upserted")
+        a.wait_metric("xrec_events_total", n_items + 1, outcome="upserted")
+    finally:
+        b.stop()
