@@ -56,8 +56,9 @@ def test_two_workers_split_users_and_each_holds_the_whole_catalogue(make_worker)
         events = events_for(world, users, per_user=3)
         a.send(a.kafka.behaviour_topic, events, "user_id")
         wait_for(
-            lambda: sum(w.metric("xrec_events_total", outcome="applied") for w in (a, b))
-            >= len(events),
+            lambda: (
+                sum(w.metric("xrec_events_total", outcome="applied") for w in (a, b)) >= len(events)
+            ),
             120,
             "every event applied by one of the workers",
         )
