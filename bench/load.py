@@ -45,6 +45,7 @@ class StepResult:
     # runs of the worker's garbage collector and seconds in them, by generation (step deltas)
     worker_gc: dict[str, tuple[float, float]] = field(default_factory=dict)
     loadgen_cores: float = 0.0
+    broker_cores: float | None = None  # the local broker's process, when this run started it
     load_avg: float = 0.0  # the machine's 1-minute load average at the end of the step
 
     @property
@@ -97,23 +98,31 @@ class StepResult:
                 for g, (n, s) in sorted(self.worker_gc.items())
             },
             "loadgen_cores_busy": round(self.loadgen_cores, 3),
+            "broker_cores_busy": (
+                round(self.broker_cores, 3) if self.broker_cores is not None else None
+            ),
             "load_avg_1m": self.load_avg,
         }
 
 
 class LoadSession:
-    """Producer, recommendation reader and lag probe around one running worker."""
+    """Producer, recommendation reader and lag probe around the running workers of one group.
+
+    Counters are summed over the workers' /metrics, CPU over their processes.
+    """
 
     def __init__(
         self,
         kafka: KafkaSettings,
         group: str,
-        port: int,
-        worker_pid: int,
+        ports: list[int],
+        worker_pids: list[int],
         workload: Workload,
         drain_timeout_s: float,
+        broker_pid: int | None = None,
     ) -> None:
-        self.kafka, self.group, self.port, self.pid = kafka, group, port, worker_pid
+        self.kafka, self.group, self.ports, self.pids = kafka, group, ports, worker_pids
+        self.broker_pid = broker_pid
         self.wl = workload
         self.drain_timeout_s = drain_timeout_s
         self.produced = 0
@@ -176,13 +185,23 @@ class LoadSession:
         )
 
     async def scrape(self) -> str:
+        """Every worker's /metrics, one after the other (sums over the text add them up)."""
+        return "\n".join([await self._scrape(port) for port in self.ports])
+
+    async def _scrape(self, port: int) -> str:
         """/metrics, retried: a worker busy in a long batch can miss a 2 s scrape timeout."""
         for _ in range(30):
-            text = await asyncio.to_thread(scrape, self.port, 5.0)
+            text = await asyncio.to_thread(scrape, port, 5.0)
             if text:
                 return text
             await asyncio.sleep(0.5)
-        raise RuntimeError(f"the worker's /metrics on port {self.port} did not answer")
+        raise RuntimeError(f"the worker's /metrics on port {port} did not answer")
+
+    def workers_cpu_s(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def broker_cpu_s(self) -> float | None:
+        return cpu_seconds(self.broker_pid) if self.broker_pid is not None else None
 
     def _events(self, text: str, *outcomes: str) -> float:
         topic = self.kafka.behaviour_topic
@@ -242,7 +261,7 @@ class LoadSession:
         events = self.wl.random_events(label)
         ids: list[str] = []
         applied0, processed0, gc0 = self._counters(await self.scrape())
-        cpu_w0, cpu_l0 = cpu_seconds(self.pid), time.process_time()
+        cpu_w0, cpu_l0, cpu_b0 = self.workers_cpu_s(), time.process_time(), self.broker_cpu_s()
         futs = []
         t0 = time.perf_counter()
         while (now := time.perf_counter()) - t0 < secs:
@@ -253,8 +272,10 @@ class LoadSession:
                 futs.append(await self._send(ev))
             await asyncio.sleep(TICK_S)
         wall = time.perf_counter() - t0
-        worker_cores = (cpu_seconds(self.pid) - cpu_w0) / wall
+        worker_cores = (self.workers_cpu_s() - cpu_w0) / wall
         loadgen_cores = (time.process_time() - cpu_l0) / wall
+        cpu_b1 = self.broker_cpu_s()
+        broker_cores = (cpu_b1 - cpu_b0) / wall if cpu_b0 is not None and cpu_b1 else None
         applied1, processed1, gc1 = self._counters(await self.scrape())
         if on_end is not None:
             await on_end()
@@ -277,5 +298,6 @@ class LoadSession:
             worker_cores=worker_cores,
             worker_gc={g: (gc1[g][0] - gc0[g][0], gc1[g][1] - gc0[g][1]) for g in gc1},
             loadgen_cores=loadgen_cores,
+            broker_cores=broker_cores,
             load_avg=round(os.getloadavg()[0], 2),
         )

@@ -1,11 +1,11 @@
-"""Stream benchmark: sustained events/s, lag and event→recommendation latency of one worker.
+"""Stream benchmark: sustained events/s, lag and event→recommendation latency of the workers.
 
 ``xrec bench-stream`` (or ``python -m bench.stream_bench``) starts the local broker and one
-worker process on fresh topics, indexes a catalogue, puts every benchmark user in state, then
-offers behaviour events at increasing rates while reading the recommendations back, measures a
-passthrough baseline (consume → produce, no work) on the same broker, and profiles the worker.
-Everything runs on this machine (broker, worker, load generator), as the goal asks.
-"""
+worker process (``--workers N``: N in one group) on fresh topics, indexes a catalogue, puts
+every benchmark user in state, then offers behaviour events at increasing rates while reading
+the recommendations back, measures a passthrough baseline (consume → produce, no work) on the
+same broker, and profiles the (first) worker. Everything runs on this machine (broker,
+workers, load generator), as the goal asks."""
 
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ from bench.profiling import (
     thread_cpu_profile,
 )
 from bench.report import command_line, machine, now_iso, plot_stream, rss_bytes, write_json
+from bench.worker_pool import WorkerPool
 from bench.workload import load_workload
-from streams.broker import LocalBroker, free_port, start_broker
+from streams.broker import LocalBroker, start_broker
 from streams.client import produce
-from streams.demo import metric_sum, scrape, start_worker_process, wait_for
 from streams.settings import KafkaSettings, WorkerSettings
 from streams.topics import ensure_topics
 
@@ -67,17 +67,6 @@ def _topic_env(k: KafkaSettings) -> dict[str, str]:
         "KAFKA_DEADLETTER_TOPIC": k.deadletter_topic,
         "KAFKA_PARTITIONS": str(k.partitions),
     }
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def _row(step: StepResult) -> dict:
@@ -126,6 +115,7 @@ def run_benchmark(
     passthrough_events: int,
     passthrough_max_s: float,
     fetch_probe: bool = True,
+    workers: int = 1,
 ) -> dict:
     """Run the whole benchmark and write ``stream.json`` and ``stream.png`` into ``out_dir``."""
     from exporter.onnx_export import ensure_exported
@@ -149,38 +139,38 @@ def run_benchmark(
     kafka = _kafka(bootstrap, unique, partitions)
     app_id = f"bench-{unique}"
     asyncio.run(ensure_topics(kafka, WorkerSettings(app_id=app_id)))
-    port = free_port()
-    worker_env = {**_topic_env(kafka), "WORKER_DATA_DIR": str(tmp / "worker-data")}
-    proc = start_worker_process(
-        bootstrap,
-        web_port=port,
+    pool = WorkerPool.start(
+        workers,
+        bootstrap=bootstrap,
         model_dir=model_dir,
-        qdrant_path=tmp / "qdrant",
+        root=tmp,
         app_id=app_id,
-        log_path=tmp / "worker.log",
-        extra_env=worker_env,
+        env=_topic_env(kafka),
     )
     notes: list[str] = []
     if len(wl.users) < users:  # the dataset has fewer users than asked for: say so
         notes.append(f"{users} users asked for, the {wl.source} workload has {len(wl.users)}")
     doc: dict = {}
     try:
-        wait_for(lambda: bool(scrape(port)), 120, "worker web server", proc)
+        pool.wait_serving(120)
         t0 = time.monotonic()
         asyncio.run(produce(kafka, kafka.catalogue_topic, wl.catalogue, "item_id", linger_ms=20))
-        wait_for(
-            lambda: metric_sum(scrape(port), "xrec_events_total", outcome="upserted") >= wl.n_items,
-            catalogue_timeout_s,
-            f"{wl.n_items} catalogue items indexed (log: {tmp / 'worker.log'})",
-            proc,
-        )
+        pool.wait_catalogue(wl.n_items, catalogue_timeout_s)
         catalogue_s = time.monotonic() - t0
-        rss_catalogue = rss_bytes(proc.pid)
-        session = LoadSession(kafka, app_id, port, proc.pid, wl, drain_timeout_s)
+        rss_catalogue = pool.rss_mib()
+        session = LoadSession(
+            kafka,
+            app_id,
+            pool.ports,
+            pool.pids,
+            wl,
+            drain_timeout_s,
+            broker_pid=broker.process.pid if broker else None,
+        )
         steps, preload, profile = asyncio.run(
             _drive(session, rates, step_s, preload_timeout_s, profile_s, profile_rate, tmp, notes)
         )
-        _stop(proc)
+        pool.stop()
         pt = _passthrough(kafka, unique, wl, passthrough_events, passthrough_max_s)
         fetch = asyncio.run(fetch_wait_probe(kafka, (1500, 500, 20))) if fetch_probe else None
         rows = [_row(s) for s in steps]
@@ -193,6 +183,7 @@ def run_benchmark(
             "command": command_line(),
             "config": {
                 "step_s": step_s,
+                "workers": workers,
                 "partitions": partitions,
                 # as the worker reads them from this environment
                 "worker": WorkerSettings().model_dump(
@@ -219,7 +210,8 @@ def run_benchmark(
                 "users": len(wl.users),
                 "catalogue_index_s": round(catalogue_s, 1),
                 "catalogue_items_per_s": round(wl.n_items / catalogue_s, 1),
-                "worker_rss_mib_after_catalogue": round(rss_catalogue / 2**20, 1),
+                "worker_rss_mib_after_catalogue": round(sum(rss_catalogue), 1),
+                **({"rss_mib_after_catalogue_by_worker": rss_catalogue} if workers > 1 else {}),
                 "preload": preload,
             },
             "rows": rows,
@@ -238,7 +230,7 @@ def run_benchmark(
         write_json(out_dir / "stream.json", doc)
         plot_stream(rows, pt["events_per_s"], out_dir / "stream.png")
     finally:
-        _stop(proc)
+        pool.stop()
         if broker:
             broker.stop()
     return doc
@@ -288,9 +280,9 @@ async def _drive(
 ) -> tuple[list[StepResult], dict, dict]:
     await session.start()
     try:
-        rss0 = rss_bytes(session.pid)
+        rss0 = sum(rss_bytes(pid) for pid in session.pids)
         preload = await session.preload(preload_timeout_s)
-        rss1 = rss_bytes(session.pid)
+        rss1 = sum(rss_bytes(pid) for pid in session.pids)
         preload["worker_rss_mib_before"] = round(rss0 / 2**20, 1)
         preload["worker_rss_mib_after"] = round(rss1 / 2**20, 1)
         preload["worker_rss_bytes_per_user"] = round((rss1 - rss0) / max(1, preload["events"]))
@@ -309,7 +301,8 @@ async def _drive(
                 break
         kept = [s.rate for s in steps if s.kept_up]
         rate = profile_rate or (max(kept) if kept else rates[0])
-        profile = await _profile(session, rate, profile_s, session.pid, tmp)
+        # py-spy and the per-thread CPU follow the first worker (all of them when there is one)
+        profile = await _profile(session, rate, profile_s, session.pids[0], tmp)
     finally:
         await session.stop()
     return steps, preload, profile
@@ -412,6 +405,14 @@ def cli(
     fetch_probe: Annotated[
         bool, typer.Option(envvar="BENCH_STREAM_FETCH_PROBE", help="time fetch_max_wait_ms")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="BENCH_STREAM_WORKERS",
+            help="worker processes in the group (each with its own store and whole catalogue)",
+        ),
+    ] = 1,
 ) -> None:
     """Run the stream benchmark; write stream.json and stream.png to --out-dir."""
     from inference.model_settings import ModelSettings
@@ -435,6 +436,7 @@ def cli(
         passthrough_events=passthrough_events,
         passthrough_max_s=passthrough_max_s,
         fetch_probe=fetch_probe,
+        workers=workers,
     )
     cols = ("rate_offered", "events_per_s", "p50_ms", "p99_ms", "lag_end", "backlog_end")
     typer.echo("  ".join(f"{c:>14}" for c in cols))

@@ -1,4 +1,4 @@
-"""The stream benchmark end to end on tiny sizes: broker, worker, load, JSON and PNG."""
+"""The stream benchmark end to end on tiny sizes: broker, two workers, load, JSON and PNG."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def test_stream_bench_tiny(broker, model_dir: Path, tmp_path: Path) -> None:
     argv += ["--out-dir", str(tmp_path), "--source", "synthetic", "--min-items", "48"]
     argv += ["--users", "20", "--rates", "40", "--step-s", "2", "--profile-s", "1"]
     argv += ["--passthrough-events", "2000", "--no-fetch-probe", "--partitions", "2"]
+    argv += ["--workers", "2"]  # one group of two, each worker with the whole catalogue
     assert main(argv) == 0
     doc = json.loads((tmp_path / "stream.json").read_text())
     assert (tmp_path / "stream.png").read_bytes()[:4] == b"\x89PNG"
@@ -32,5 +33,7 @@ def test_stream_bench_tiny(broker, model_dir: Path, tmp_path: Path) -> None:
     assert set(row["worker_gc_by_generation"]) == {"0", "1", "2"}
     assert doc["config"]["kafka"]["fetch_max_wait_ms"] > 0 and doc["config"]["worker"]["gc_freeze"]
     assert doc["passthrough"]["events"] == 2000
+    assert doc["config"]["workers"] == 2
+    assert len(doc["workload"]["rss_mib_after_catalogue_by_worker"]) == 2
     assert doc["profile"]["stages"] and doc["profile"]["cores_by_thread"]
     assert set(doc["goals"]) >= {"sustained_2000_with_p99_under_100ms", "share_of_passthrough"}
