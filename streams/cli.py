@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -182,6 +183,9 @@ def _mount_optional() -> None:
 
 def main() -> None:
     """Entry point of the ``xrec`` console script."""
+    # SIGTERM unwinds like Ctrl-C, so the commands' finally blocks stop the broker and worker
+    # processes they started (the worker installs Faust's own handlers over this one).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     _mount_optional()
     try:
         app()
