@@ -174,10 +174,13 @@ class CatalogueReplica:
             ]
             if msgs:
                 await self.apply(msgs)
-                for m in msgs:
-                    offsets[m.partition] = m.offset + 1
-                self.position.save(offsets)
                 since_idle += len(msgs)
+            # The consumer's positions, not the last offsets + 1: they also step over what
+            # holds no record for us (transaction markers, offsets compacted away).
+            now = {tp.partition: await consumer.position(tp) for tp in tps}
+            if now != offsets:
+                offsets = now
+                self.position.save(offsets)
             lag = 0
             for tp in tps:
                 hw = consumer.highwater(tp)

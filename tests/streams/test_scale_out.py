@@ -11,7 +11,9 @@ import time
 import pytest
 
 from streams.broker import free_port
+from streams.catalogue_replica import POSITION_FILE
 from streams.demo import wait_for
+from tests.fixtures.faulty_worker import FaultyWorkerHandle
 from tests.fixtures.worker import WorkerHandle
 from tests.streams.test_end_to_end import events_for, latest_recommendations, single_topic_world
 
@@ -87,3 +89,28 @@ def test_two_workers_split_users_and_each_holds_the_whole_catalogue(make_worker)
         a.wait_metric("xrec_events_total", n_items + 1, outcome="upserted")
     finally:
         b.stop()
+
+
+def test_with_a_shared_store_the_group_splits_the_catalogue(make_worker) -> None:
+    """A store every worker shares (a Qdrant server; the embedded engine stands in for one
+    here, see tests/fixtures/faulty_worker.py) is fed through the consumer group: the
+    catalogue's offsets are committed by the group and no position is kept beside a store."""
+    world, users = single_topic_world()
+    w = FaultyWorkerHandle.wrap(make_worker(), shared_store=True)
+    try:
+        w.start()
+        w.send(w.kafka.catalogue_topic, world.catalogue(), "item_id")
+        w.wait_metric("xrec_events_total", len(world.items), outcome="upserted")
+        events = events_for(world, users, per_user=1)
+        w.send(w.kafka.behaviour_topic, events, "user_id")
+        w.wait_metric("xrec_events_total", len(events), outcome="applied")
+        wait_for(
+            lambda: w.committed(w.kafka.catalogue_topic) == len(world.items),
+            30,
+            "the group committing the catalogue",
+            w.proc,
+        )
+        assert not (w.qdrant_path / POSITION_FILE).exists()
+        assert w.healthz()["catalogue_caught_up"] is True
+    finally:
+        w.stop()
