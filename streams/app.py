@@ -226,10 +226,13 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
 
     @app.agent(behaviour_topic, name="behaviour")
     async def behaviour_agent(stream: faust.StreamT) -> None:
-        if replica is not None:
-            # A new or wiped store would dead-letter events for items it has not read yet.
-            await replica.caught_up.wait()
         async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
+            if replica is not None and not replica.caught_up.is_set():
+                # A new or wiped store would dead-letter events for items it has not read yet.
+                # The wait is inside the first batch, not before the loop: Faust routes a
+                # partition's records to the stream channels that exist when the partition is
+                # assigned, and the stream's channel exists once iteration has begun.
+                await replica.caught_up.wait()
             BATCH_SIZE.labels(kafka.behaviour_topic).observe(len(events))
             pos = {(e.message.partition, e.message.offset): e for e in events}
             msgs = [_source(e) for e in events]

@@ -6,6 +6,7 @@ catalogue where its store stopped. Nothing here is mocked."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from streams.broker import free_port
 from streams.catalogue_replica import POSITION_FILE
 from streams.demo import wait_for
 from tests.fixtures.faulty_worker import FaultyWorkerHandle
+from tests.fixtures.topic_reader import settled_user_states
 from tests.fixtures.worker import WorkerHandle
 from tests.streams.test_end_to_end import events_for, latest_recommendations, single_topic_world
 
@@ -114,3 +116,32 @@ def test_with_a_shared_store_the_group_splits_the_catalogue(make_worker) -> None
         assert w.healthz()["catalogue_caught_up"] is True
     finally:
         w.stop()
+
+
+def test_a_worker_whose_store_was_wiped_reads_the_catalogue_before_the_waiting_events(
+    make_worker,
+) -> None:
+    """Behaviour events already waiting when a worker with an empty store starts are held until
+    the store has read the catalogue again, then applied: none dead-lettered as unknown items,
+    none lost, none applied twice."""
+    world, users = single_topic_world(seed=7)
+    events = events_for(world, users, per_user=4)
+    first, rest = events[: len(events) // 2], events[len(events) // 2 :]
+    w = make_worker()
+    w.start()
+    w.send(w.kafka.catalogue_topic, world.catalogue(), "item_id")
+    w.wait_metric("xrec_events_total", len(world.items), outcome="upserted")
+    w.send(w.kafka.behaviour_topic, first, "user_id")
+    w.wait_metric("xrec_events_total", len(first), outcome="applied")
+    w.stop()
+    shutil.rmtree(w.qdrant_path)
+    w.send(w.kafka.behaviour_topic, rest, "user_id")  # waiting before the worker is back
+    w.start()
+    w.wait_metric("xrec_events_total", len(world.items), outcome="upserted", timeout_s=120)
+    w.wait_metric("xrec_events_total", len(rest), outcome="applied", timeout_s=120)
+    assert w.metric("xrec_dead_letters_total") == 0
+    states = settled_user_states(w.kafka, w.app_id, len(events))
+    per_user: dict[str, int] = {}
+    for ev in events:
+        per_user[ev["user_id"]] = per_user.get(ev["user_id"], 0) + 1
+    assert {u: s.events_applied for u, s in states.items()} == per_user
