@@ -101,7 +101,7 @@ def stream_hits(
     """Replay through broker + worker; event id -> hit from the published recommendations."""
     from streams.broker import free_port, start_broker
     from streams.client import consume, produce
-    from streams.demo import metric_sum, scrape, start_worker_process, wait_for
+    from streams.demo import scrape, start_worker_process, wait_for, wait_metric
     from streams.settings import KafkaSettings, WorkerSettings
     from streams.topics import ensure_topics
 
@@ -130,13 +130,14 @@ def stream_hits(
             batch = [evs[r].record(t0) for evs in users.values() if len(evs) > r]
             asyncio.run(produce(kafka, kafka.behaviour_topic, batch, "user_id"))
             sent += len(batch)
-            wait_for(
-                lambda n=sent: (
-                    metric_sum(scrape(port), "xrec_events_total", outcome="applied") >= n
-                ),
+            wait_metric(
+                port,
+                "xrec_events_total",
+                sent,
                 timeout_s,
                 f"round {r} applied ({tmp / 'worker.log'})",
                 proc,
+                outcome="applied",
             )
         facts["replay_s"] = round(time.perf_counter() - start, 1)
         facts["events"] = sent

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.report import rss_bytes
 from streams.broker import free_port
-from streams.demo import metric_sum, scrape, start_worker_process, wait_for
+from streams.demo import scrape, start_worker_process, wait_for, wait_metric
 
 
 @dataclass
@@ -66,13 +66,14 @@ class WorkerPool:
     def wait_catalogue(self, n_items: int, timeout_s: float) -> None:
         """Until every worker's store holds ``n_items`` items (each reads all of them)."""
         for port, proc, log in zip(self.ports, self.procs, self.logs, strict=True):
-            wait_for(
-                lambda port=port: (
-                    metric_sum(scrape(port), "xrec_events_total", outcome="upserted") >= n_items
-                ),
+            wait_metric(
+                port,
+                "xrec_events_total",
+                n_items,
                 timeout_s,
                 f"{n_items} catalogue items indexed (log: {log})",
                 proc,
+                outcome="upserted",
             )
 
     def rss_mib(self) -> list[float]:

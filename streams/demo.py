@@ -83,6 +83,19 @@ def wait_for(predicate, timeout_s: float, what: str, proc: subprocess.Popen | No
     raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def wait_metric(
+    port: int,
+    name: str,
+    at_least: float,
+    timeout_s: float,
+    what: str,
+    proc: subprocess.Popen | None = None,
+    **labels: str,
+) -> None:
+    """Poll the worker's /metrics on ``port`` until ``name{labels}`` sums to ``at_least``."""
+    wait_for(lambda: metric_sum(scrape(port), name, **labels) >= at_least, timeout_s, what, proc)
+
+
 def run_demo(
     *,
     users: int,
@@ -117,13 +130,8 @@ def run_demo(
     try:
         asyncio.run(produce(kafka, kafka.catalogue_topic, world.catalogue(), "item_id"))
         n_items = len(world.items)
-        wait_for(
-            lambda: (
-                metric_sum(scrape(web_port), "xrec_events_total", outcome="upserted") >= n_items
-            ),
-            120,
-            "catalogue",
-            proc,
+        wait_metric(
+            web_port, "xrec_events_total", n_items, 120, "catalogue", proc, outcome="upserted"
         )
         print(f"catalogue: {n_items} items in {len(world.domains)} domains indexed")
         asyncio.run(_feed_and_print(kafka, world, events_per_user, duration_s))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections import Counter
 
 import pytest
 
@@ -17,7 +18,12 @@ from streams.demo import wait_for
 from tests.fixtures.faulty_worker import FaultyWorkerHandle
 from tests.fixtures.topic_reader import settled_user_states
 from tests.fixtures.worker import WorkerHandle
-from tests.streams.test_end_to_end import events_for, latest_recommendations, single_topic_world
+from tests.streams.test_end_to_end import (
+    _serving,
+    events_for,
+    latest_recommendations,
+    single_topic_world,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.slow]
 
@@ -127,10 +133,7 @@ def test_a_worker_whose_store_was_wiped_reads_the_catalogue_before_the_waiting_e
     world, users = single_topic_world(seed=7)
     events = events_for(world, users, per_user=4)
     first, rest = events[: len(events) // 2], events[len(events) // 2 :]
-    w = make_worker()
-    w.start()
-    w.send(w.kafka.catalogue_topic, world.catalogue(), "item_id")
-    w.wait_metric("xrec_events_total", len(world.items), outcome="upserted")
+    w = _serving(make_worker, world)
     w.send(w.kafka.behaviour_topic, first, "user_id")
     w.wait_metric("xrec_events_total", len(first), outcome="applied")
     w.stop()
@@ -141,7 +144,5 @@ def test_a_worker_whose_store_was_wiped_reads_the_catalogue_before_the_waiting_e
     w.wait_metric("xrec_events_total", len(rest), outcome="applied", timeout_s=120)
     assert w.metric("xrec_dead_letters_total") == 0
     states = settled_user_states(w.kafka, w.app_id, len(events))
-    per_user: dict[str, int] = {}
-    for ev in events:
-        per_user[ev["user_id"]] = per_user.get(ev["user_id"], 0) + 1
-    assert {u: s.events_applied for u, s in states.items()} == per_user
+    per_user = Counter(ev["user_id"] for ev in events)
+    assert {u: s.events_applied for u, s in states.items()} == dict(per_user)
