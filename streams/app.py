@@ -1,10 +1,11 @@
 """The Faust application: topics, the users table, the two agents and the web views.
 
 :func:`build_app` wires settings and the runtime (encoder, store, model) into a ``faust.App``.
-Agents take micro-batches (``take_events``), hand them to the Faust-free processors, publish
-what comes back, flush the producer and wait for the broker to acknowledge every changelog
-record of the batch before Faust acknowledges it, so an offset is never committed ahead of the
-state and recommendations it produced (see :mod:`streams.changelog`).
+Agents take micro-batches (``take_events``), hand them to the Faust-free processors and publish
+what comes back. A behaviour batch's events are acknowledged to Faust only once the broker
+holds every record the batch produced (recommendations, dead letters, changelog), so an offset
+is never committed ahead of the state and recommendations it produced; the agent computes the
+next batch meanwhile (:mod:`streams.publish`, :mod:`streams.changelog`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 import faust
@@ -20,11 +21,12 @@ from faust.streams import _current_event  # the table picks its changelog partit
 
 from streams.behaviour import LearnedState
 from streams.catalogue_replica import CataloguePosition, CatalogueReplica
-from streams.changelog import AckedTable, changelogs_acked, fail_stop
+from streams.changelog import AckedTable, fail_stop
 from streams.consumer import worker_consumer
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.heap import FREEZE_AFTER_CATALOGUE_EVENTS
 from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
+from streams.publish import PublishPipeline, hold_messages, releaser
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
 from streams.table_codec import from_table, to_table
@@ -124,22 +126,30 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
     behaviour_proc = runtime.behaviour_processor(worker, kafka.behaviour_topic)
     catalogue_proc = runtime.catalogue_processor(worker, kafka.catalogue_topic)
 
-    async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
-        for dl in letters:
+    Deliveries = list[Awaitable[Any]]  # resolve when the broker acknowledged each record
+
+    async def send_dead_letters(letters: Sequence[DeadLetter]) -> Deliveries:
+        return [
             await deadletters.send(
                 key=dl.source.key, value=dl.source.value or b"", headers=dl.headers()
             )
+            for dl in letters
+        ]
 
-    async def process_singly(msgs: Sequence[SourceMessage], proc_one: Any) -> None:
+    async def process_singly(msgs: Sequence[SourceMessage], proc_one: Any) -> Deliveries:
         """After a batch failed unexpectedly: retry one event at a time, dead-letter poison."""
+        deliveries: Deliveries = []
         for msg in msgs:
             try:
-                await proc_one(msg)
+                deliveries += await proc_one(msg)
             except Exception as exc:  # a poison message must not block its partition
                 log.exception("processing %s failed; dead-lettering it", msg.where())
-                await send_dead_letters([reject(msg, "processing_error", repr(exc))])
+                deliveries += await send_dead_letters([reject(msg, "processing_error", repr(exc))])
+        return deliveries
 
-    async def run_behaviour(msgs: list[SourceMessage], events_by_pos: dict) -> None:
+    async def run_behaviour(msgs: list[SourceMessage], events_by_pos: dict) -> Deliveries:
+        """Process a batch and send what it produced; returns the deliveries to wait for."""
+
         def state_set(user: str, value: bytes, msg: SourceMessage) -> None:
             # take_events batches span partitions: point the table at this user's event so the
             # changelog record lands on the partition the user's events come from.
@@ -155,21 +165,23 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             msgs, lambda u: from_table(users.get(u)), state_set, learned
         )
         start = time.perf_counter()
-        await send_dead_letters(out.dead_letters)
+        deliveries = await send_dead_letters(out.dead_letters)
         # Straight to the producer: Topic.send wraps every message in Faust's channel machinery
         # (FutureMessage, codecs, callbacks), ~2 recommendations per event; the topic exists
-        # (ensure_topics) and the flush below still waits for every ack before the commit.
+        # (ensure_topics), and the batch is acknowledged only once these deliveries resolved.
         send, name = app.producer.send, recommendations.get_topic_name()
         for rec in out.recommendations:
-            await send(name, rec.user_id.encode(), rec.to_json(), None, None, None)
-        await app.producer.flush()
-        await changelogs_acked(users, projection)
+            key, value = rec.user_id.encode(), rec.to_json()
+            deliveries.append(await send(name, key, value, None, None, None))
+        deliveries += users.take_unacked() + projection.take_unacked()
         STAGE_SECONDS.labels("publish").observe(time.perf_counter() - start)
+        return deliveries
 
-    async def run_catalogue(msgs: list[SourceMessage]) -> None:
+    async def run_catalogue(msgs: list[SourceMessage]) -> Deliveries:
         out = await catalogue_proc.process(msgs)
-        await send_dead_letters(out.dead_letters)
+        deliveries = await send_dead_letters(out.dead_letters)
         await app.producer.flush()
+        return deliveries
 
     async def apply_catalogue(msgs: list[SourceMessage]) -> None:
         BATCH_SIZE.labels(kafka.catalogue_topic).observe(len(msgs))
@@ -224,6 +236,10 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             except Exception as exc:  # the store would silently fall behind the catalogue
                 fail_stop(f"reading the catalogue stopped: {exc!r}")
 
+    # take_events acknowledges a batch when the agent asks for the next one; the pipeline's
+    # extra reference keeps the offsets uncommitted until the batch is durable.
+    publishing = PublishPipeline(hold_messages, releaser(app))
+
     @app.agent(behaviour_topic, name="behaviour")
     async def behaviour_agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
@@ -237,10 +253,13 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             pos = {(e.message.partition, e.message.offset): e for e in events}
             msgs = [_source(e) for e in events]
             try:
-                await run_behaviour(msgs, pos)
+                deliveries = await run_behaviour(msgs, pos)
             except Exception:
                 log.exception("behaviour batch of %d failed; retrying event by event", len(events))
-                await process_singly(msgs, lambda m, p=pos: run_behaviour([m], p))
+                deliveries = await process_singly(msgs, lambda m, p=pos: run_behaviour([m], p))
+            start = time.perf_counter()
+            await publishing.submit(events, deliveries)
+            STAGE_SECONDS.labels("publish_wait").observe(time.perf_counter() - start)
             USERS_IN_STATE.set(len(users))
 
     @app.task

@@ -5,13 +5,13 @@ commit nor ``Producer.flush`` waits for that buffer to drain: ``ProducerBuffer.f
 as soon as one hand-over takes longer than 0.1 s, which happens on a busy worker. An offset
 could then be committed for an event whose new state never reached the changelog, and a crash
 at that moment would lose the event (found by reading Faust; the buffer usually drains before
-the next commit). The agents therefore await :meth:`AckedTable.changelog_acked` before Faust
-acknowledges their batch.
+the next commit). The behaviour agent therefore takes each batch's changelog futures
+(:meth:`AckedTable.take_unacked`) and acknowledges the batch only once they resolved
+(:mod:`streams.publish`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from typing import Any
@@ -43,36 +43,15 @@ class AckedTable(faust.Table):
         key_serializer: Any = None,
         value_serializer: Any = None,
     ) -> FutureMessage:
-        """Send the record as Faust does, and keep its future for :meth:`changelog_acked`."""
+        """Send the record as Faust does, and keep its future for :meth:`take_unacked`."""
         fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
         self._unacked.append(fut)
         return fut
 
-    async def changelog_acked(self) -> int:
-        """Wait until the broker acknowledged every changelog record sent so far.
-
-        Returns how many records were waited for; raises the send error if one failed.
-        """
+    def take_unacked(self) -> list[FutureMessage]:
+        """The futures of the changelog records sent since the last call, handed to the caller."""
         pending, self._unacked = self._unacked, []
-        if not pending:
-            return 0
-        await asyncio.gather(*pending)
-        return len(pending)
-
-
-async def changelogs_acked(*tables: AckedTable) -> None:
-    """Wait for every table's changelog; stop the process when a write failed for good.
-
-    A failed write leaves state the broker never stored. Acknowledging the batch would commit
-    its offsets and lose the events; raising would not help either, because Faust's
-    ``take_events`` acknowledges the batch on the way out. Exiting at once keeps the committed
-    offsets behind the durable state, so a restart (by the supervisor) replays the batch.
-    """
-    try:
-        for table in tables:
-            await table.changelog_acked()
-    except Exception as exc:  # the producer already retried until its delivery timeout
-        fail_stop(f"changelog write failed: {exc!r}")
+        return pending
 
 
 def fail_stop(reason: str) -> None:

@@ -42,6 +42,13 @@ STAGE_SECONDS = Histogram(
     buckets=_FAST,
     registry=REGISTRY,
 )
+PUBLISH_ACK_SECONDS = Histogram(
+    "xrec_publish_ack_seconds",
+    "From a behaviour batch handed over for publishing until the broker acknowledged every "
+    "record it produced (its events may be committed from then on)",
+    buckets=_FAST,
+    registry=REGISTRY,
+)
 EVENT_TO_RECOMMENDATION_SECONDS = Histogram(
     "xrec_event_to_recommendation_seconds",
     "From the behaviour event's broker timestamp to its recommendation being sent",
