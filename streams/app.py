@@ -21,12 +21,12 @@ from faust.streams import _current_event  # the table picks its changelog partit
 
 from streams.behaviour import LearnedState
 from streams.catalogue_replica import CataloguePosition, CatalogueReplica
-from streams.changelog import AckedTable, fail_stop
+from streams.changelog import AckedTable
 from streams.consumer import worker_consumer
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.heap import FREEZE_AFTER_CATALOGUE_EVENTS
 from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
-from streams.publish import PublishPipeline, hold_messages, releaser
+from streams.publish import PublishPipeline, fail_stop, hold_messages, releaser
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
 from streams.table_codec import from_table, to_table
@@ -57,7 +57,7 @@ def producer_options(kafka: KafkaSettings) -> dict[str, Any]:
 
     Every write is acknowledged by all replicas before its batch is acknowledged. aiokafka
     keeps one produce request in flight per broker, holding one record batch per partition, so
-    the flush after a micro-batch waits for as many round trips as its fullest partition has
+    a micro-batch is acknowledged after as many round trips as its fullest partition has
     batches: batches are sized to hold a micro-batch's recommendations and state changes.
     """
     return {"producer_acks": -1, "producer_max_batch_size": kafka.producer_batch_bytes}
@@ -128,27 +128,30 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
 
     Deliveries = list[Awaitable[Any]]  # resolve when the broker acknowledged each record
 
-    async def send_dead_letters(letters: Sequence[DeadLetter]) -> Deliveries:
-        return [
-            await deadletters.send(
-                key=dl.source.key, value=dl.source.value or b"", headers=dl.headers()
+    async def send_dead_letters(letters: Sequence[DeadLetter], deliveries: Deliveries) -> None:
+        for dl in letters:
+            deliveries.append(
+                await deadletters.send(
+                    key=dl.source.key, value=dl.source.value or b"", headers=dl.headers()
+                )
             )
-            for dl in letters
-        ]
 
-    async def process_singly(msgs: Sequence[SourceMessage], proc_one: Any) -> Deliveries:
+    async def process_singly(
+        msgs: Sequence[SourceMessage], proc_one: Any, deliveries: Deliveries
+    ) -> None:
         """After a batch failed unexpectedly: retry one event at a time, dead-letter poison."""
-        deliveries: Deliveries = []
         for msg in msgs:
             try:
-                deliveries += await proc_one(msg)
+                await proc_one(msg)
             except Exception as exc:  # a poison message must not block its partition
                 log.exception("processing %s failed; dead-lettering it", msg.where())
-                deliveries += await send_dead_letters([reject(msg, "processing_error", repr(exc))])
-        return deliveries
+                await send_dead_letters([reject(msg, "processing_error", repr(exc))], deliveries)
 
-    async def run_behaviour(msgs: list[SourceMessage], events_by_pos: dict) -> Deliveries:
-        """Process a batch and send what it produced; returns the deliveries to wait for."""
+    async def run_behaviour(
+        msgs: list[SourceMessage], events_by_pos: dict, deliveries: Deliveries
+    ) -> None:
+        """Process a batch and send what it produced, each send's delivery into ``deliveries``
+        (a failed attempt's sends too: they are on their way all the same)."""
 
         def state_set(user: str, value: bytes, msg: SourceMessage) -> None:
             # take_events batches span partitions: point the table at this user's event so the
@@ -165,7 +168,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             msgs, lambda u: from_table(users.get(u)), state_set, learned
         )
         start = time.perf_counter()
-        deliveries = await send_dead_letters(out.dead_letters)
+        await send_dead_letters(out.dead_letters, deliveries)
         # Straight to the producer: Topic.send wraps every message in Faust's channel machinery
         # (FutureMessage, codecs, callbacks), ~2 recommendations per event; the topic exists
         # (ensure_topics), and the batch is acknowledged only once these deliveries resolved.
@@ -173,23 +176,21 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         for rec in out.recommendations:
             key, value = rec.user_id.encode(), rec.to_json()
             deliveries.append(await send(name, key, value, None, None, None))
-        deliveries += users.take_unacked() + projection.take_unacked()
         STAGE_SECONDS.labels("publish").observe(time.perf_counter() - start)
-        return deliveries
 
-    async def run_catalogue(msgs: list[SourceMessage]) -> Deliveries:
+    async def run_catalogue(msgs: list[SourceMessage]) -> None:
         out = await catalogue_proc.process(msgs)
-        deliveries = await send_dead_letters(out.dead_letters)
-        await app.producer.flush()
-        return deliveries
+        await send_dead_letters(out.dead_letters, [])  # the flush below waits for them
 
     async def apply_catalogue(msgs: list[SourceMessage]) -> None:
+        # The catalogue is idempotent (upserts by item id), so its batches are simply flushed.
         BATCH_SIZE.labels(kafka.catalogue_topic).observe(len(msgs))
         try:
             await run_catalogue(msgs)
         except Exception:
             log.exception("catalogue batch of %d failed; retrying event by event", len(msgs))
-            await process_singly(msgs, lambda m: run_catalogue([m]))
+            await process_singly(msgs, lambda m: run_catalogue([m]), [])
+        await app.producer.flush()
 
     since_freeze = 0
 
@@ -237,30 +238,45 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
                 fail_stop(f"reading the catalogue stopped: {exc!r}")
 
     # take_events acknowledges a batch when the agent asks for the next one; the pipeline's
-    # extra reference keeps the offsets uncommitted until the batch is durable.
-    publishing = PublishPipeline(hold_messages, releaser(app))
+    # extra reference keeps the offsets uncommitted until the batch is durable. A delivery
+    # that neither succeeds nor fails within the producer's request timeout stops the worker.
+    publish_timeout_s = float(app.conf.producer_request_timeout) + 60.0
+    publishing = PublishPipeline(hold_messages, releaser(app), publish_timeout_s)
+
+    async def handle_behaviour(events: Sequence[Any]) -> None:
+        if replica is not None and not replica.caught_up.is_set():
+            # A new or wiped store would dead-letter events for items it has not read yet.
+            # The wait is inside the first batch, not before the loop: Faust routes a
+            # partition's records to the stream channels that exist when the partition is
+            # assigned, and the stream's channel exists once iteration has begun.
+            await replica.caught_up.wait()
+        BATCH_SIZE.labels(kafka.behaviour_topic).observe(len(events))
+        pos = {(e.message.partition, e.message.offset): e for e in events}
+        msgs = [_source(e) for e in events]
+        deliveries: Deliveries = []
+        try:
+            await run_behaviour(msgs, pos, deliveries)
+        except Exception:
+            log.exception("behaviour batch of %d failed; retrying event by event", len(events))
+            await process_singly(msgs, lambda m: run_behaviour([m], pos, deliveries), deliveries)
+        # Every attempt's state changes, the failed ones' included, belong to this batch.
+        deliveries += users.take_unacked() + projection.take_unacked()
+        start = time.perf_counter()
+        await publishing.submit(events, deliveries)
+        STAGE_SECONDS.labels("publish_wait").observe(time.perf_counter() - start)
+        USERS_IN_STATE.set(len(users))
 
     @app.agent(behaviour_topic, name="behaviour")
     async def behaviour_agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
-            if replica is not None and not replica.caught_up.is_set():
-                # A new or wiped store would dead-letter events for items it has not read yet.
-                # The wait is inside the first batch, not before the loop: Faust routes a
-                # partition's records to the stream channels that exist when the partition is
-                # assigned, and the stream's channel exists once iteration has begun.
-                await replica.caught_up.wait()
-            BATCH_SIZE.labels(kafka.behaviour_topic).observe(len(events))
-            pos = {(e.message.partition, e.message.offset): e for e in events}
-            msgs = [_source(e) for e in events]
+            # Held before anything can fail: if this batch escaped the pipeline, take_events'
+            # own acknowledgement would let Faust commit past the batch still in flight.
+            publishing.hold(events)
             try:
-                deliveries = await run_behaviour(msgs, pos)
-            except Exception:
-                log.exception("behaviour batch of %d failed; retrying event by event", len(events))
-                deliveries = await process_singly(msgs, lambda m, p=pos: run_behaviour([m], p))
-            start = time.perf_counter()
-            await publishing.submit(events, deliveries)
-            STAGE_SECONDS.labels("publish_wait").observe(time.perf_counter() - start)
-            USERS_IN_STATE.set(len(users))
+                await handle_behaviour(events)
+            except Exception as exc:
+                where = f"{events[0].message.tp} offset {events[0].message.offset}"
+                fail_stop(f"behaviour batch of {len(events)} from {where} not published: {exc!r}")
 
     @app.task
     async def settle_started_heap() -> None:

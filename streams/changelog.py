@@ -12,17 +12,10 @@ the next commit). The behaviour agent therefore takes each batch's changelog fut
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
 import faust
 from faust.types import FutureMessage
-
-log = logging.getLogger(__name__)
-
-# Exit status when a changelog write fails for good: see fail_stop.
-CHANGELOG_FAILED_EXIT = 70
 
 
 class AckedTable(faust.Table):
@@ -52,10 +45,3 @@ class AckedTable(faust.Table):
         """The futures of the changelog records sent since the last call, handed to the caller."""
         pending, self._unacked = self._unacked, []
         return pending
-
-
-def fail_stop(reason: str) -> None:
-    """Exit without committing offsets; logged first so the operator sees why."""
-    log.critical("%s; exiting without committing so a restart replays the batch", reason)
-    logging.shutdown()
-    os._exit(CHANGELOG_FAILED_EXIT)

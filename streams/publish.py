@@ -2,32 +2,50 @@
 
 After a micro-batch is processed, its recommendations, dead letters and changelog records are
 on their way to the broker. Waiting for the broker's acknowledgements before taking the next
-batch left the event loop idle for a quarter of each batch (profile stage ``publish``: 61 of
-~240 ms per batch at 918 ev/s, 2026-11-29). The behaviour agent now hands the batch's delivery
+batch left the event loop idle for a quarter of each batch (profile stage ``publish``: 56 of
+~220 ms per batch at 914 ev/s, 2026-11-29). The behaviour agent now hands the batch's delivery
 futures to a :class:`PublishPipeline` and computes the next batch meanwhile.
 
 The guarantee is unchanged: a batch's events are acknowledged to Faust, which is what lets
 their offsets be committed, only after the broker holds every record the batch produced.
 Faust's ``take_events`` acknowledges a batch as soon as the agent asks for the next one, so
-each event's message is held with one extra reference (``Message.incref``) that the pipeline
-releases when the batch is durable. At most one batch is in flight: the agent waits for it
-before handing over the next, which keeps acknowledgements in offset order and bounds what a
-slow broker can pile up. A delivery that fails for good stops the process (see
-:func:`streams.changelog.fail_stop`): the state already moved on in memory, so only a restart
-from the committed offsets (the state deduplicates by offset) replays the batch correctly.
+the agent holds each event's message with one extra reference (``Message.incref``) as soon as
+it receives the batch, and the pipeline releases it when the batch is durable. At most one
+batch is in flight: the agent waits for it before handing over the next, which keeps the final
+acknowledgements in offset order (Faust commits the run of consecutive acknowledged offsets,
+so an out-of-order release could let it commit past a batch still in flight) and bounds what a
+slow broker can pile up.
+
+A delivery that fails for good stops the process (:func:`fail_stop`): the state already moved
+on in memory, so only a restart from the committed offsets rebuilds it correctly. Events whose
+new state reached the changelog are then skipped as already applied (state is exactly-once),
+so a recommendation or dead letter whose own delivery failed is not sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from streams.changelog import fail_stop
 from streams.metrics import PUBLISH_ACK_SECONDS
 
+log = logging.getLogger(__name__)
+
+# Exit status of fail_stop (a supervisor restarts the worker, which replays from its commits).
+FAIL_STOP_EXIT = 70
+
 Release = Callable[[Sequence[Any]], None]
+
+
+def fail_stop(reason: str) -> None:
+    """Exit without committing offsets; logged first so the operator sees why."""
+    log.critical("%s; exiting without committing so a restart replays the batch", reason)
+    logging.shutdown()
+    os._exit(FAIL_STOP_EXIT)
 
 
 def hold_messages(events: Sequence[Any]) -> None:
@@ -54,35 +72,42 @@ def releaser(app: Any) -> Release:
 class PublishPipeline:
     """One batch at a time in flight between "records sent" and "events acknowledged".
 
-    ``hold(events)`` is called when a batch is handed over, ``release(events)`` once its
-    deliveries are acknowledged; in the worker they take and give back a reference on each
-    event's Faust message.
+    The agent calls :meth:`hold` when it receives a batch and :meth:`submit` once the batch's
+    records are sent; ``release(events)`` runs when all their deliveries resolved. Deliveries
+    still unresolved after ``timeout_s`` stop the process like a failed one (a future that is
+    never resolved would otherwise hold the partition's commits for good).
     """
 
-    def __init__(self, hold: Release, release: Release) -> None:
-        self._hold = hold
+    def __init__(self, hold: Release, release: Release, timeout_s: float) -> None:
+        self.hold = hold
         self._release = release
+        self._timeout_s = timeout_s
         self._inflight: asyncio.Task[None] | None = None
 
     async def submit(self, events: Sequence[Any], deliveries: Sequence[Awaitable[Any]]) -> None:
-        """Hand over a processed batch; returns once the batch before it is acknowledged."""
-        self._hold(events)
+        """Hand over a held batch; returns once the batch before it is acknowledged."""
         handed_over = time.perf_counter()
         await self.wait()
         self._inflight = asyncio.ensure_future(self._settle(events, deliveries, handed_over))
 
     async def wait(self) -> None:
         """Until the batch in flight, if any, is acknowledged."""
-        if self._inflight is not None:
+        if self._inflight is None:
+            return
+        try:
             # shield: a cancelled agent must not cancel the acknowledgement of a durable batch
             await asyncio.shield(self._inflight)
-            self._inflight = None
+        finally:
+            if self._inflight.done():
+                self._inflight = None
 
     async def _settle(
         self, events: Sequence[Any], deliveries: Sequence[Awaitable[Any]], handed_over: float
     ) -> None:
         try:
-            await asyncio.gather(*deliveries)
+            await asyncio.wait_for(asyncio.gather(*deliveries), self._timeout_s)
+        except TimeoutError:
+            fail_stop(f"a batch of {len(events)} events not acknowledged in {self._timeout_s} s")
         except Exception as exc:  # the producer already retried until its delivery timeout
             fail_stop(f"publishing a batch of {len(events)} events failed: {exc!r}")
         PUBLISH_ACK_SECONDS.observe(time.perf_counter() - handed_over)

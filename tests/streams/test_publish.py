@@ -1,11 +1,12 @@
 """The publish pipeline: a batch's events are acknowledged only once what it produced is durable.
 
 These drive :class:`streams.publish.PublishPipeline` with plain futures standing in for the
-broker's acknowledgements, so the order of events can be set exactly (the worker tests in
-``test_end_to_end`` check the same guarantee on the real broker: committed offsets never run
-ahead of the changelog, and an idle worker commits its last batch). The message tests use
-Faust's own ``ConsumerMessage`` reference counting; the consumer there is a stand-in that
-records acknowledgements, since a Faust consumer needs a running app.
+broker's acknowledgements, so the order of events can be set exactly. On the real broker,
+``test_end_to_end`` checks that committed offsets never run ahead of the applied state and
+that an idle worker commits its last batch (released with no batch after it), and the SIGKILL
+tests that a killed worker applies every event once. The message test uses Faust's own
+``ConsumerMessage`` reference counting; the consumer there is a stand-in that records
+acknowledgements, since a Faust consumer needs a running app.
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.types.tuples import ConsumerMessage
 
-from streams.changelog import CHANGELOG_FAILED_EXIT
-from streams.publish import PublishPipeline, hold_messages, releaser
+from streams.publish import FAIL_STOP_EXIT, PublishPipeline, hold_messages, releaser
 
 
 def test_a_batch_is_released_when_its_deliveries_resolve_without_a_next_batch() -> None:
     async def run() -> list[str]:
         log: list[str] = []
         pipeline = PublishPipeline(
-            lambda ev: log.append(f"hold {ev}"), lambda ev: log.append(f"release {ev}")
+            lambda ev: log.append(f"hold {ev}"), lambda ev: log.append(f"release {ev}"), 60
         )
         first = asyncio.get_running_loop().create_future()
+        pipeline.hold(["a"])
         await pipeline.submit(["a"], [first])
         await asyncio.sleep(0.01)
         log.append("a still in flight")
@@ -44,7 +46,7 @@ def test_a_batch_is_released_when_its_deliveries_resolve_without_a_next_batch() 
 def test_the_next_batch_waits_for_the_one_in_flight_and_releases_keep_their_order() -> None:
     async def run() -> list[str]:
         log: list[str] = []
-        pipeline = PublishPipeline(lambda ev: None, lambda ev: log.append(f"release {ev}"))
+        pipeline = PublishPipeline(lambda ev: None, lambda ev: log.append(f"release {ev}"), 60)
         loop = asyncio.get_running_loop()
         a, b = loop.create_future(), loop.create_future()
         await pipeline.submit(["a"], [a])
@@ -92,27 +94,64 @@ def test_held_messages_reach_the_consumer_only_when_released() -> None:
     assert acked == [5, 6] and out == [5, 6]
 
 
-def test_a_failed_delivery_stops_the_process_without_releasing(tmp_path: Path) -> None:
-    # A broker that stays away for the producer's whole delivery timeout cannot be staged in a
-    # test: a future carries the error the producer would raise.
-    script = """
+_FAILING = """
 import asyncio, logging
 from streams.publish import PublishPipeline
 
 logging.basicConfig()  # as the worker's CLI does
 
 async def main():
-    pipeline = PublishPipeline(lambda ev: None, lambda ev: print("released"))
-    failed = asyncio.get_running_loop().create_future()
-    failed.set_exception(ConnectionError("broker gone"))
-    await pipeline.submit(["a"], [failed])
+    pipeline = PublishPipeline(lambda ev: None, lambda ev: print("released"), 0.5)
+    delivery = asyncio.get_running_loop().create_future()
+    if FAIL:
+        delivery.set_exception(ConnectionError("broker gone"))
+    await pipeline.submit(["a"], [delivery])
     await pipeline.wait()
 
 asyncio.run(main())
 """
+
+
+@pytest.mark.parametrize(
+    ("fail", "logged"),
+    [
+        (True, ["publishing a batch of 1 events failed", "broker gone"]),
+        (False, ["a batch of 1 events not acknowledged in 0.5 s"]),
+    ],
+    ids=["failed", "never-resolved"],
+)
+def test_a_delivery_that_fails_or_never_resolves_stops_the_process_without_releasing(
+    fail: bool, logged: list[str], tmp_path: Path
+) -> None:
+    # A broker that stays away for the producer's whole delivery timeout cannot be staged in a
+    # test: a future carries the error the producer would raise, or is never resolved.
     run = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, "-c", f"FAIL = {fail}\n" + _FAILING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
-    assert run.returncode == CHANGELOG_FAILED_EXIT
+    assert run.returncode == FAIL_STOP_EXIT
     assert "released" not in run.stdout
-    assert "publishing a batch of 1 events failed" in run.stderr and "broker gone" in run.stderr
+    assert all(text in run.stderr for text in logged), run.stderr
+
+
+def test_a_failed_release_surfaces_once_and_leaves_nothing_in_flight() -> None:
+    async def run() -> list[str]:
+        def release(events: Any) -> None:
+            raise RuntimeError("sensor broke")
+
+        pipeline = PublishPipeline(lambda ev: None, release, 60)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        await pipeline.submit(["a"], [done])
+        seen = []
+        try:
+            await pipeline.wait()
+        except RuntimeError as exc:
+            seen.append(str(exc))
+        await pipeline.wait()  # nothing in flight any more: returns at once
+        return seen
+
+    assert asyncio.run(run()) == ["sensor broke"]
