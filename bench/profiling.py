@@ -49,6 +49,23 @@ def stage_profile(before: str, after: str, wall_s: float) -> dict:
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]["seconds"]))
 
 
+def histogram_mean_ms(before: str, after: str, name: str) -> dict | None:
+    """Count and mean (ms) of an unlabelled histogram's observations between two scrapes."""
+
+    def sums(text: str) -> tuple[float, float]:
+        values = {"sum": 0.0, "count": 0.0}
+        for line in text.splitlines():
+            for kind in values:
+                if line.startswith(f"{name}_{kind} "):
+                    values[kind] = float(line.split()[1])
+        return values["sum"], values["count"]
+
+    (s0, n0), (s1, n1) = sums(before), sums(after)
+    if n1 <= n0:
+        return None
+    return {"count": int(n1 - n0), "mean_ms": round(1000 * (s1 - s0) / (n1 - n0), 3)}
+
+
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """{thread id: (OS thread name, CPU seconds so far)} of a process, native threads too."""
     out: dict[int, tuple[str, float]] = {}

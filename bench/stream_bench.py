@@ -26,6 +26,7 @@ import typer
 from bench.kafka_probe import fetch_wait_probe
 from bench.load import LoadSession, StepResult
 from bench.profiling import (
+    histogram_mean_ms,
     py_spy_binary,
     py_spy_thread_names,
     stage_profile,
@@ -326,6 +327,8 @@ async def _profile(session: LoadSession, rate: float, secs: float, pid: int, tmp
     out["events_per_s"] = round(step.events_per_s, 1)
     out["worker_cores_busy"] = round(step.worker_cores, 3)
     out["stages"] = stage_profile(before, after, step.wall_s)
+    # off the agent's path (it overlaps the next batch), so not among the stages
+    out["publish_ack"] = histogram_mean_ms(before, after, "xrec_publish_ack_seconds")
     names: dict[int, str] = {}
     if spy is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 
 from bench import encoder_bench, memory_bench, stream_bench
 from bench.encoder_backends import gpu_arithmetic_limit, model_flops
-from bench.profiling import stage_profile, summarise_speedscope, thread_cpu, thread_cpu_profile
+from bench.profiling import (
+    histogram_mean_ms,
+    stage_profile,
+    summarise_speedscope,
+    thread_cpu,
+    thread_cpu_profile,
+)
 from bench.report import machine, plot_stream
 from bench.workload import synthetic_workload
 
@@ -51,6 +57,16 @@ def test_stage_profile_shares_are_deltas() -> None:
     assert prof["store_query"]["share_of_stages"] == pytest.approx(0.9)
     assert prof["store_query"]["ms_per_batch"] == pytest.approx(450.0)
     assert prof["parse"]["share_of_wall"] == pytest.approx(0.05)
+
+
+def test_histogram_mean_is_of_the_observations_between_scrapes() -> None:
+    before = "xrec_publish_ack_seconds_sum 2.0\nxrec_publish_ack_seconds_count 40.0\n"
+    after = "xrec_publish_ack_seconds_sum 5.0\nxrec_publish_ack_seconds_count 100.0\n"
+    assert histogram_mean_ms(before, after, "xrec_publish_ack_seconds") == {
+        "count": 60,
+        "mean_ms": pytest.approx(50.0),
+    }
+    assert histogram_mean_ms(after, after, "xrec_publish_ack_seconds") is None  # none observed
 
 
 def test_speedscope_summary(tmp_path: Path) -> None:

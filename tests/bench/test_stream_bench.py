@@ -36,4 +36,5 @@ def test_stream_bench_tiny(broker, model_dir: Path, tmp_path: Path) -> None:
     assert doc["config"]["workers"] == 2
     assert len(doc["workload"]["rss_mib_after_catalogue_by_worker"]) == 2
     assert doc["profile"]["stages"] and doc["profile"]["cores_by_thread"]
+    assert doc["profile"]["publish_ack"]["count"] > 0
     assert set(doc["goals"]) >= {"sustained_2000_with_p99_under_100ms", "share_of_passthrough"}
