@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
@@ -26,7 +26,7 @@ from streams.consumer import worker_consumer
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.heap import FREEZE_AFTER_CATALOGUE_EVENTS
 from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
-from streams.publish import PublishPipeline, fail_stop, hold_messages, releaser
+from streams.publish import Delivery, PublishPipeline, fail_stop, hold_messages, releaser
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
 from streams.table_codec import from_table, to_table
@@ -126,9 +126,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
     behaviour_proc = runtime.behaviour_processor(worker, kafka.behaviour_topic)
     catalogue_proc = runtime.catalogue_processor(worker, kafka.catalogue_topic)
 
-    Deliveries = list[Awaitable[Any]]  # resolve when the broker acknowledged each record
-
-    async def send_dead_letters(letters: Sequence[DeadLetter], deliveries: Deliveries) -> None:
+    async def send_dead_letters(letters: Sequence[DeadLetter], deliveries: list[Delivery]) -> None:
         for dl in letters:
             deliveries.append(
                 await deadletters.send(
@@ -137,7 +135,9 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             )
 
     async def process_singly(
-        msgs: Sequence[SourceMessage], proc_one: Any, deliveries: Deliveries
+        msgs: Sequence[SourceMessage],
+        proc_one: Callable[[SourceMessage], Awaitable[None]],
+        deliveries: list[Delivery],
     ) -> None:
         """After a batch failed unexpectedly: retry one event at a time, dead-letter poison."""
         for msg in msgs:
@@ -148,7 +148,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
                 await send_dead_letters([reject(msg, "processing_error", repr(exc))], deliveries)
 
     async def run_behaviour(
-        msgs: list[SourceMessage], events_by_pos: dict, deliveries: Deliveries
+        msgs: list[SourceMessage], events_by_pos: dict, deliveries: list[Delivery]
     ) -> None:
         """Process a batch and send what it produced, each send's delivery into ``deliveries``
         (a failed attempt's sends too: they are on their way all the same)."""
@@ -253,7 +253,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         BATCH_SIZE.labels(kafka.behaviour_topic).observe(len(events))
         pos = {(e.message.partition, e.message.offset): e for e in events}
         msgs = [_source(e) for e in events]
-        deliveries: Deliveries = []
+        deliveries: list[Delivery] = []
         try:
             await run_behaviour(msgs, pos, deliveries)
         except Exception:

@@ -3,8 +3,9 @@
 After a micro-batch is processed, its recommendations, dead letters and changelog records are
 on their way to the broker. Waiting for the broker's acknowledgements before taking the next
 batch left the event loop idle for a quarter of each batch (profile stage ``publish``: 56 of
-~220 ms per batch at 914 ev/s, 2026-11-29). The behaviour agent now hands the batch's delivery
-futures to a :class:`PublishPipeline` and computes the next batch meanwhile.
+~220 ms per batch at 914 ev/s, ``bench/results/stream-steps/19-*``). The behaviour agent now
+hands the batch's delivery futures to a :class:`PublishPipeline` and computes the next batch
+meanwhile.
 
 The guarantee is unchanged: a batch's events are acknowledged to Faust, which is what lets
 their offsets be committed, only after the broker holds every record the batch produced.
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 FAIL_STOP_EXIT = 70
 
 Release = Callable[[Sequence[Any]], None]
+#: A record on its way to the broker: resolves when the broker acknowledged it.
+Delivery = Awaitable[Any]
 
 
 def fail_stop(reason: str) -> None:
@@ -84,7 +87,7 @@ class PublishPipeline:
         self._timeout_s = timeout_s
         self._inflight: asyncio.Task[None] | None = None
 
-    async def submit(self, events: Sequence[Any], deliveries: Sequence[Awaitable[Any]]) -> None:
+    async def submit(self, events: Sequence[Any], deliveries: Sequence[Delivery]) -> None:
         """Hand over a held batch; returns once the batch before it is acknowledged."""
         handed_over = time.perf_counter()
         await self.wait()
@@ -102,7 +105,7 @@ class PublishPipeline:
                 self._inflight = None
 
     async def _settle(
-        self, events: Sequence[Any], deliveries: Sequence[Awaitable[Any]], handed_over: float
+        self, events: Sequence[Any], deliveries: Sequence[Delivery], handed_over: float
     ) -> None:
         try:
             await asyncio.wait_for(asyncio.gather(*deliveries), self._timeout_s)
