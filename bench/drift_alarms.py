@@ -15,6 +15,7 @@ import numpy as np
 from inference.bundle_model import BundleModel
 from inference.drift import coherence, divergence
 from inference.interest import UserState
+from inference.recency_mix import InterestBefore
 from synth.drift import DriftStream
 
 LAST_ITEMS = 8  # of the user's items in the domain, up to the alarm, shown with a user alarm
@@ -45,11 +46,12 @@ class RecordingModel(BundleModel):
         partition: int,
         offset: int,
         vector: np.ndarray | None = None,
+        before: InterestBefore | None = None,
     ) -> list[str]:
         d = state.domains.get(domain)
         # read before learning: a confirmation clears what the agreement was computed from
         agree = coherence(d, vector) if d is not None and d.drift_pending is not None else None
-        levels = super().learn(state, domain, partition, offset, vector)
+        levels = super().learn(state, domain, partition, offset, vector, before)
         if "user" in levels and d is not None:
             # a detection scales the long-term sum and weight alike: the divergence is unchanged
             x = divergence(d.short, d.mean())

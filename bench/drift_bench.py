@@ -182,15 +182,24 @@ def run(
             help="divergence a confirming event must reach (0 turns the floor off)",
         ),
     ] = None,
+    online_mix: Annotated[
+        bool,
+        typer.Option(
+            envvar="XREC_DRIFT_ONLINE_MIX",
+            help="learn the queries' short-term weight online (the worker's default); "
+            "--no-online-mix keeps the fitted weight in the adaptive variant",
+        ),
+    ] = True,
 ) -> None:
     """Run every drift scenario, adaptive and static, and write drift.json and drift.png.
 
     ``--user-delta`` / ``--user-threshold`` / ``--no-user-confirm`` / ``--user-coherence`` /
     ``--user-min-divergence`` override the worker's user detector (Page-Hinkley) in the
-    adaptive variant, to measure its trade-off between early detection and false alarms.
+    adaptive variant, to measure its trade-off between early detection and false alarms;
+    ``--no-online-mix`` leaves the learned short-term weight out of it.
     """
     chosen = scenarios or list(Scenario)
-    drift = DriftParams(user_confirm=user_confirm)
+    drift = DriftParams(user_confirm=user_confirm, online_mix=online_mix)
     if user_coherence is not None:
         drift = replace(drift, user_coherence=user_coherence)
     if user_min_divergence is not None:
@@ -229,6 +238,12 @@ def run(
             "confirm": drift.user_confirm,
             "coherence": drift.user_coherence,
             "min_divergence": drift.user_min_divergence,
+        },
+        "online_short_weight": {
+            "learned": drift.online_mix,
+            "forget": drift.mix_forget,
+            "prior_events": drift.mix_prior_events,
+            "max": drift.mix_max,
         },
         "summary": summary,
         "rows": rows,

@@ -59,6 +59,7 @@ RECOVERED = 0.9  # share of the pre-drift recall that counts as recovered
 # of about +-0.08, so a first crossing of single bins reads noise as recovery (seeds 1 and 2
 # of the synthetic world: static "recovered" at the same bin as adaptive, then fell back).
 SMOOTH_BINS = 3
+WEIGHT_EVERY = 500  # stream events between two samples of the learned short-term weight
 
 
 def _no_text(texts: list[str]) -> np.ndarray:
@@ -112,6 +113,7 @@ async def _replay(
     cold: set[int] = set()  # stream indices of evaluated cold-start events
     before = {lv: _detections(lv) for lv in ("user", "population")}
     offset = 0
+    weights: list[tuple[int, dict[str, float]]] = []  # the learned short-term weight over time
     for batch in _batches(stream.events):
         msgs = []
         for e in batch:
@@ -132,6 +134,9 @@ async def _replay(
         assert not out.dead_letters, out.dead_letters[:3]
         for r in out.recommendations:
             recs[r.user_id, r.domain] = [i.item_id for i in r.items]
+        if not weights or offset - weights[-1][0] >= WEIGHT_EVERY:
+            now = {d: round(model.short_weight_of(d), 3) for d in bundle.domains}
+            weights.append((offset, now))
     pool.shutdown()
     store.close()
     detections = {lv: int(_detections(lv) - before[lv]) for lv in ("user", "population")}
@@ -141,7 +146,8 @@ async def _replay(
         "detections": detections,
         "user_alarms": model.user_alarms,
         "population_alarms": model.population_alarms,
-        "projection_updates": model.online.version,
+        "projection_updates": model.online.updates,
+        "short_weight": weights,
     }
 
 
@@ -283,6 +289,8 @@ def run_scenario(
                     sum(res["detections"].values()) if scenario is Scenario.NONE else 0
                 ),
                 "projection_updates": res["projection_updates"],
+                # (stream index, per domain): the queries' short-term weight learned online
+                "short_weight_over_time": res["short_weight"],
                 "seconds": round(time.perf_counter() - start, 1),
                 "scored_domain": stream.scored_domain or "all",
                 "bin_events": bin_size,

@@ -15,6 +15,7 @@ import numpy as np
 
 from inference.drift import DriftParams, observe_user
 from inference.interest import DomainInterest, UserState
+from inference.recency_mix import InterestBefore
 
 
 class Strategy:
@@ -42,6 +43,10 @@ class InterestModel(Protocol):
         """The vector a user's interest accumulates when they touch ``item``."""
         ...
 
+    def short_weight_of(self, domain: str) -> float:
+        """The weight queries give the short-term interest in ``domain`` now."""
+        ...
+
     def text_input(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
         """The interest vector of free text (a search, a review) in ``domain``."""
         ...
@@ -66,10 +71,12 @@ class InterestModel(Protocol):
         partition: int,
         offset: int,
         vector: np.ndarray | None = None,
+        before: InterestBefore | None = None,
     ) -> list[str]:
         """Adapt after an event applied to ``state`` in ``domain``; the drift levels detected.
 
-        ``vector`` is what the event added to the short-term interest (None when nothing).
+        ``vector`` is what the event added to the short-term interest (None when nothing);
+        ``before`` the user's interest in ``domain`` before the event (``interest_before``).
         """
         ...
 
@@ -113,13 +120,18 @@ class TextSpaceModel:
         partition: int,
         offset: int,
         vector: np.ndarray | None = None,
+        before: InterestBefore | None = None,
     ) -> list[str]:
-        """User drift only: the text space has no projection to refine."""
+        """User drift only: the text space has no projection to refine (its short-term weight
+        stays fixed too)."""
         d = state.domains.get(domain)
         return ["user"] if d is not None and observe_user(d, self.drift, vector) else []
 
     def item_input(self, item: ItemLike) -> np.ndarray:
         return item.vector
+
+    def short_weight_of(self, domain: str) -> float:
+        return self.short_weight
 
     def text_input(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
         return text_vector

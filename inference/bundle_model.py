@@ -21,6 +21,7 @@ from inference.drift import DriftParams, observe_user
 from inference.errors import ModelError
 from inference.interest import InterestParams, UserState
 from inference.online_projection import OnlineProjections
+from inference.recency_mix import InterestBefore
 from inference.transfer import DomainSummary, query_vector
 
 
@@ -29,7 +30,9 @@ class BundleModel:
     """Adapter from :class:`ModelBundle` to the worker's ``InterestModel`` protocol."""
 
     bundle: ModelBundle
-    short_weight: float = 0.0  # the offline fit used long-term means only
+    # the offline fit used long-term means only; adaptive, the stream moves it per domain
+    # (OnlineProjections.short_weight)
+    short_weight: float = 0.0
     drift: DriftParams = field(default_factory=DriftParams)
     version: str = field(init=False)  # the item space: user states are rebased when it changes
     online: OnlineProjections = field(init=False)
@@ -52,13 +55,16 @@ class BundleModel:
         partition: int,
         offset: int,
         vector: np.ndarray | None = None,
+        before: InterestBefore | None = None,
     ) -> list[str]:
-        """User drift in ``domain``, then refine the projections with the user's pairs."""
+        """User drift in ``domain``, then refine the projections with the user's pairs and the
+        domain's short-term weight with the event (when ``before`` and ``vector`` are given)."""
         levels = []
         d = state.domains.get(domain)
         if d is not None and observe_user(d, self.drift, vector):
             levels.append("user")
-        if self.online.observe(state, partition, offset):
+        mix = (domain, before, vector) if before is not None and vector is not None else None
+        if self.online.observe(state, partition, offset, mix):
             levels.append("population")
         return levels
 
@@ -85,6 +91,10 @@ class BundleModel:
 
     def stored_vector(self, output: np.ndarray, inp: np.ndarray) -> np.ndarray:
         return np.concatenate([output, inp]).astype(np.float32)
+
+    def short_weight_of(self, domain: str) -> float:
+        """The short-term weight queries use in ``domain``: fitted, or learned online."""
+        return self.online.short_weight(domain, self.short_weight)
 
     def item_input(self, item: ItemLike) -> np.ndarray:
         vec = np.asarray(item.vector, np.float32)
@@ -115,7 +125,8 @@ class BundleModel:
             return None
         summaries = {
             name: DomainSummary(
-                domain_vector(d, self.short_weight, self.drift.user_short_weight), d.count
+                domain_vector(d, self.short_weight_of(name), self.drift.user_short_weight),
+                d.count,
             )
             for name, d in state.domains.items()
             if d.long_weight > 0

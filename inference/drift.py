@@ -14,6 +14,10 @@ Two levels, one standard detector (Page-Hinkley, "up" mode: a rise in the mean o
   pairs they are refined with (:mod:`inference.online_projection`). On detection the projections
   forget faster for ``pop_hold_updates`` updates, so the new relation replaces the old one.
 
+Besides the detectors, one continuous adaptation: how much queries weigh short-term interest is
+learned per domain from every event (:mod:`inference.recency_mix`), so when many users' tastes
+move at once, every query follows recent behaviour more, detected or not.
+
 The detector keeps four floats (and, while a detection awaits confirmation, the short-term
 vector it saw), so a user's detector lives in their state (the users table) and survives
 restarts with it. It is the same recurrence as ``river.drift.PageHinkley``
@@ -111,13 +115,21 @@ class DriftParams:
     pop_forget_drift: float = 0.99  # ... while the population drifts
     pop_hold_updates: int = 500  # pairs folded with the fast forgetting after a detection
     pop_l2: float = 0.25  # pull of the online projection towards the bundle's (relative)
+    # population level, continuous: the short-term interest's weight in queries, learned per
+    # domain from every event (inference.recency_mix); it forgets per event, like the projections
+    online_mix: bool = True
+    mix_forget: float = 0.999
+    mix_prior_events: float = 200.0  # pull towards the fitted weight, in events
+    mix_max: float = 0.8  # below user_short_weight: a user detection still adds to it
 
     def __post_init__(self) -> None:
-        for name in ("pop_forget", "pop_forget_drift"):
+        for name in ("pop_forget", "pop_forget_drift", "mix_forget"):
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if not 0 <= self.user_short_weight <= 1 or not 0 < self.user_keep <= 1:
             raise ConfigError("user_short_weight must be in [0, 1] and user_keep in (0, 1]")
+        if not 0 <= self.mix_max <= 1 or self.mix_prior_events < 0:
+            raise ConfigError("mix_max must be in [0, 1] and mix_prior_events >= 0")
 
 
 def divergence(short: np.ndarray | None, long_mean: np.ndarray) -> float | None:

@@ -11,7 +11,9 @@ population drift detector; a detection switches to fast forgetting for a while.
 
 Statistics are kept per source partition so each one can be stored with the partition's
 offset (the worker persists them in a table next to user state): a restart restores them and
-skips the events they already hold, so no event is folded twice. numpy only.
+skips the events they already hold, so no event is folded twice. The same statistics carry the
+per-domain short-term weight of queries (:mod:`inference.recency_mix`), learned from the same
+events under the same offsets. numpy only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from inference.bundle import ModelBundle, pair_key
 from inference.drift import DriftParams, PageHinkley, relative_residual
 from inference.interest import UserState
 from inference.projection import ProjectionStats
+from inference.recency_mix import InterestBefore, MixStats, solve_mix
 
 MIN_PAIRS = 20.0  # decayed pairs before the online solve replaces the offline projection
 
@@ -35,6 +38,7 @@ class PartitionStats:
     """What one source partition contributed, and up to which offset."""
 
     stats: dict[str, ProjectionStats] = field(default_factory=dict)
+    mix: dict[str, MixStats] = field(default_factory=dict)  # by domain
     offset: int = -1
     space: str = ""  # the bundle version the statistics live in
 
@@ -48,6 +52,9 @@ class PartitionStats:
             arrays[f"{key}|gram"] = s.gram
             arrays[f"{key}|cross"] = s.cross
             arrays[f"{key}|weight"] = np.array([s.weight])
+        if self.mix:
+            arrays["mix_domains"] = np.array(list(self.mix))
+            arrays["mix_sums"] = np.array([m.as_list() for m in self.mix.values()])
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         return buf.getvalue()
@@ -63,7 +70,11 @@ class PartitionStats:
             k: ProjectionStats(z[f"{k}|gram"], z[f"{k}|cross"], float(z[f"{k}|weight"][0]))
             for k in keys
         }
-        return cls(stats, int(z["offset"][0]), str(z["space"][0]))
+        mix = {}
+        if "mix_domains" in z.files:  # absent from statistics stored before it was learned
+            sums = z["mix_sums"]
+            mix = {str(d): MixStats.from_list(sums[k]) for k, d in enumerate(z["mix_domains"])}
+        return cls(stats, mix, int(z["offset"][0]), str(z["space"][0]))
 
 
 class OnlineProjections:
@@ -82,6 +93,9 @@ class OnlineProjections:
         # Pairs whose statistics changed since the last solve: solved once when next served,
         # so a micro-batch pays one solve per pair instead of one per event.
         self._dirty: set[tuple[str, str]] = set()
+        self.mix_updates = 0
+        self._mix: dict[str, float] = {}  # solved short-term weight by domain
+        self._mix_dirty: set[str] = set()
 
     # -- serving -------------------------------------------------------------------------
 
@@ -96,18 +110,40 @@ class OnlineProjections:
         """The last solved projection (no solve: residuals inside a batch use this one)."""
         return self._solved.get(pair_key(source, target), self.bundle.projection(source, target))
 
+    def short_weight(self, domain: str, fitted: float) -> float:
+        """The short-term weight to serve in ``domain`` (``fitted`` until the stream says more)."""
+        if not (self.params.adaptive and self.params.online_mix):
+            return fitted
+        if domain in self._mix_dirty:
+            self._mix_dirty.discard(domain)
+            total = None
+            for part in self.parts.values():
+                m = part.mix.get(domain)
+                if m is not None:
+                    total = m if total is None else total + m
+            p = self.params
+            self._mix[domain] = solve_mix(total, fitted, p.mix_prior_events, p.mix_max)
+        return self._mix.get(domain, fitted)
+
     @property
     def version(self) -> int:
-        """Number of pairs folded in since start (advances with every refinement)."""
-        return self.updates
+        """Events and pairs folded in since start (advances with every refinement)."""
+        return self.updates + self.mix_updates
 
     # -- learning ------------------------------------------------------------------------
 
-    def observe(self, state: UserState, partition: int, offset: int) -> bool:
+    def observe(
+        self,
+        state: UserState,
+        partition: int,
+        offset: int,
+        mix: tuple[str, InterestBefore, np.ndarray] | None = None,
+    ) -> bool:
         """Fold the pairs of a user's current state in; True when population drift was detected.
 
         Call once per applied event. An event at or before the partition's stored offset was
-        folded in before a restart and is skipped.
+        folded in before a restart and is skipped. ``mix``: the event's domain, the user's
+        interest there before it and the vector it added, for the short-term weight.
         """
         if not self.params.adaptive:
             return False
@@ -115,6 +151,12 @@ class OnlineProjections:
         if offset <= part.offset:
             return False
         part.offset = offset
+        if mix is not None and self.params.online_mix and mix[0] in self.bundle.domains:
+            domain, before, vector = mix
+            old = part.mix.get(domain) or MixStats()
+            part.mix[domain] = old.update(before, vector, self.params.mix_forget)
+            self.mix_updates += 1
+            self._mix_dirty.add(domain)
         means = {
             name: d.mean()
             for name, d in state.domains.items()
@@ -165,6 +207,7 @@ class OnlineProjections:
         for key in {k for p in self.parts.values() for k in p.stats}:
             source, target = key.split("->")
             self._dirty.add((source, target))
+        self._mix_dirty.update(d for p in self.parts.values() for d in p.mix)
 
     def dumps(self, partition: int) -> bytes:
         """A partition's statistics for the projection table."""

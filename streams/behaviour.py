@@ -17,6 +17,7 @@ import numpy as np
 from inference.blend import InterestModel
 from inference.errors import InvalidEventError, ModelError
 from inference.interest import InterestParams, UserState, apply_event, dumps, loads, rebase
+from inference.recency_mix import InterestBefore, interest_before
 from store.base import ItemQuery, UserPoint, VectorStore
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.metrics import (
@@ -27,6 +28,7 @@ from streams.metrics import (
     PROJECTION_UPDATES,
     RECOMMENDATION_EMPTY,
     RECOMMENDATIONS,
+    SHORT_TERM_WEIGHT,
     STAGE_SECONDS,
 )
 from streams.ratelimit import UserRateLimit
@@ -138,8 +140,10 @@ class BehaviourProcessor:
                 vec = vectors.get(key, _MISSING) if key in fresh_keys else None
                 if vec is _MISSING:
                     continue  # dead-lettered while vectorising
+                st = states[ev.user_id]
+                before = interest_before(st, ev.domain) if vec is not None else None
                 applied = apply_event(
-                    states[ev.user_id],
+                    st,
                     event_id=ev.event_id,
                     domain=ev.domain,
                     action=ev.action.value,
@@ -158,13 +162,15 @@ class BehaviourProcessor:
                     # only what raised the short-term interest can carry a change on
                     w = self.params.weight(ev.action.value, ev.rating)
                     added = vec if w > 0 else None
-                    self._learn(states[ev.user_id], ev.domain, m, learned, added)
+                    self._learn(st, ev.domain, m, learned, added, before)
                 else:
                     out.duplicates += 1
             for user, (m, _) in last.items():
                 state_set(user, dumps(states[user]), m)
             if learned is not None and last:
                 self._store_learned(last, learned)
+            for domain in {ev.domain for _, ev in last.values()}:
+                SHORT_TERM_WEIGHT.labels(domain).set(self.model.short_weight_of(domain))
         EVENTS.labels(self.topic, "applied").inc(out.applied)
         EVENTS.labels(self.topic, "duplicate").inc(out.duplicates)
         if last:
@@ -200,15 +206,16 @@ class BehaviourProcessor:
         m: SourceMessage,
         learned: LearnedState | None,
         vector: np.ndarray | None,
+        before: InterestBefore | None,
     ) -> None:
         online = getattr(self.model, "online", None)
         if online is not None and learned is not None and m.partition not in online.parts:
             online.restore(m.partition, learned.get(m.partition))  # first sight since start
-        before = online.version if online is not None else 0
-        for level in self.model.learn(state, domain, m.partition, m.offset, vector):
+        pairs = online.updates if online is not None else 0
+        for level in self.model.learn(state, domain, m.partition, m.offset, vector, before):
             DRIFT_DETECTIONS.labels(level).inc()
         if online is not None:
-            PROJECTION_UPDATES.inc(online.version - before)
+            PROJECTION_UPDATES.inc(online.updates - pairs)
 
     def _store_learned(
         self, last: dict[str, tuple[SourceMessage, BehaviourEvent]], learned: LearnedState

@@ -128,6 +128,13 @@ CATALOGUE_LAG = Gauge(
     "whole catalogue topic outside the consumer group; 0 with a Qdrant server)",
     registry=REGISTRY,
 )
+SHORT_TERM_WEIGHT = Gauge(
+    "xrec_short_term_weight",
+    "Weight queries give a domain's short-term interest (learned online from the stream; "
+    "0 = the fitted long-term means only)",
+    ["domain"],
+    registry=REGISTRY,
+)
 PROJECTION_UPDATES = Counter(
     "xrec_projection_updates_total",
     "Pairs folded into the online cross-domain projections (the online model version)",

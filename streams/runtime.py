@@ -189,7 +189,7 @@ def build_runtime(
     encoder = TextEncoder(model_settings)
     store = open_store(qdrant_settings)
     params = InterestParams(recent_items=worker.recent_items)
-    drift = DriftParams(adaptive=worker.drift_adaptive)
+    drift = DriftParams(adaptive=worker.drift_adaptive, online_mix=worker.drift_online_mix)
     model: InterestModel
     if worker.bundle_dir is not None:
         model = load_bundle_model(worker.bundle_dir, encoder.model_version, drift)

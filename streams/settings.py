@@ -165,6 +165,11 @@ class WorkerSettings(BaseSettings):
         True,
         description="detect drift and refine the projections online; false = serve as fitted",
     )
+    drift_online_mix: bool = Field(
+        True,
+        description="with a bundle and WORKER_DRIFT_ADAPTIVE: learn how much queries weigh "
+        "short-term interest, per domain, from the stream; false = the fitted weight",
+    )
     gc_freeze: bool = Field(
         True,
         description="freeze the heap (gc.freeze) after start-up, after bundle reloads and, once "

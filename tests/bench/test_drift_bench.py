@@ -194,6 +194,11 @@ def test_user_switch_reports_the_oracle_reset_bound(bundle) -> None:
     assert by["adaptive"]["user_events_before_switch"] > 0
     # dropping the old taste at the switch beats keeping it (static), on the same stream
     assert by["oracle_reset"]["recall_after_drift"][0] > by["static"]["recall_after_drift"][0]
+    # every user switches: through the worker's processor, queries learn to follow recent
+    # behaviour (the weight starts as fitted, at 0); the static variant keeps the fitted one
+    first, *_, last = by["adaptive"]["short_weight_over_time"]
+    assert set(first[1].values()) == {0.0} and min(last[1].values()) > 0.15
+    assert {w for _, ws in by["static"]["short_weight_over_time"] for w in ws.values()} == {0.0}
     # synthetic topics are crisp: one event per domain already tells most switches apart
     evidence = by["adaptive"]["switch_separability"]
     assert [e["events_per_domain"] for e in evidence] == [1, 2]

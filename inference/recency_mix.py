@@ -1,0 +1,91 @@
+"""How much a domain's short-term interest should weigh in queries, learned from the stream.
+
+A query reads each domain's interest as ``(1 - w) * long + w * short`` (``inference.blend``).
+The offline fit chose ``w = 0`` (long-term means only), which is right while tastes hold still;
+when many users' tastes move (a season, a trend, a catalogue change), the short-term interest
+predicts their next item better, and a fixed ``w`` cannot know it. Every event is a label for
+that question: before it was applied, the user's long-term mean ``m`` and short-term interest
+``s`` in its domain predicted it as ``m + w (s - m)``; the least-squares ``w`` over recent events
+is ``sum (v - m).(s - m) / sum |s - m|^2``. :class:`MixStats` keeps those two sums, decayed by a
+forgetting factor, per domain and source partition (stored with the projections' statistics,
+so a restart neither loses nor double-counts an event); :func:`solve_mix` pulls the estimate
+towards the fitted weight while evidence is thin and clips it to ``[0, cap]``.
+
+On streams where tastes hold (the no-drift streams of ``xrec bench-drift``, synthetic and real)
+the estimate stays at or below zero, so queries are served exactly as fitted; where many users
+switch it rises to about 0.7 (README, "Drift"). The user drift detector still acts per user on
+top of it. numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.interest import UserState
+
+
+@dataclass(frozen=True)
+class InterestBefore:
+    """A user's long-term mean and short-term interest in one domain before an event."""
+
+    long_mean: np.ndarray
+    short: np.ndarray
+
+
+def interest_before(state: UserState, domain: str) -> InterestBefore | None:
+    """What the next event in ``domain`` can be predicted from (None: nothing to predict with).
+
+    No copies: ``apply_event`` replaces the vectors instead of writing into them.
+    """
+    d = state.domains.get(domain)
+    if d is None or d.short is None or d.long_weight <= 0:
+        return None
+    return InterestBefore(d.mean(), d.short)
+
+
+@dataclass(frozen=True)
+class MixStats:
+    """Decayed sums of one domain's events: ``cross`` of (v - m).(s - m), ``gram`` of |s - m|^2."""
+
+    cross: float = 0.0
+    gram: float = 0.0
+    weight: float = 0.0  # decayed number of events
+
+    def update(self, before: InterestBefore, vector: np.ndarray, forget: float) -> MixStats:
+        """Fold in one event's item vector ``vector``; older events are multiplied by ``forget``."""
+        gap = np.asarray(before.short, np.float64) - before.long_mean
+        miss = np.asarray(vector, np.float64) - before.long_mean
+        return MixStats(
+            forget * self.cross + float(miss @ gap),
+            forget * self.gram + float(gap @ gap),
+            forget * self.weight + 1.0,
+        )
+
+    def __add__(self, other: MixStats) -> MixStats:
+        return MixStats(
+            self.cross + other.cross, self.gram + other.gram, self.weight + other.weight
+        )
+
+    def as_list(self) -> list[float]:
+        """Compact form for the projection table."""
+        return [self.cross, self.gram, self.weight]
+
+    @classmethod
+    def from_list(cls, v: list[float]) -> MixStats:
+        """Inverse of :meth:`as_list`."""
+        return cls(float(v[0]), float(v[1]), float(v[2]))
+
+
+def solve_mix(total: MixStats | None, prior: float, prior_events: float, cap: float) -> float:
+    """The short-term weight to serve: least squares pulled towards ``prior``, in ``[0, cap]``.
+
+    The pull is worth ``prior_events`` average events, so a handful of events cannot swing the
+    weight, and a stream with thousands of them decides it.
+    """
+    if total is None or total.weight <= 0 or total.gram <= 0:
+        return prior
+    ridge = prior_events * total.gram / total.weight
+    w = (total.cross + ridge * prior) / (total.gram + ridge)
+    return float(min(cap, max(0.0, w)))

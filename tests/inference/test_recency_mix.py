@@ -1,0 +1,153 @@
+"""The short-term weight of queries, learned online (inference.recency_mix, online_projection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.drift_bench import fit_world_bundle
+from inference.bundle_model import BundleModel
+from inference.drift import DriftParams
+from inference.interest import InterestParams, UserState, apply_event
+from inference.online_projection import OnlineProjections, PartitionStats
+from inference.recency_mix import InterestBefore, MixStats, interest_before, solve_mix
+from synth.drift import SOURCE, TARGET, DriftWorld
+
+DIM = 16
+
+
+def _fold(true_w: float, n: int, seed: int = 0, forget: float = 1.0) -> MixStats:
+    """Events whose item lies ``true_w`` of the way from the long- to the short-term interest."""
+    rng = np.random.default_rng(seed)
+    stats = MixStats()
+    for _ in range(n):
+        m, s = rng.normal(size=DIM), rng.normal(size=DIM)
+        v = m + true_w * (s - m) + 0.3 * rng.normal(size=DIM)
+        stats = stats.update(InterestBefore(m, s), v, forget)
+    return stats
+
+
+@pytest.mark.parametrize("true_w", [0.2, 0.6])
+def test_least_squares_finds_the_weight_that_predicts_the_next_item(true_w: float) -> None:
+    stats = _fold(true_w, 2000)
+    assert solve_mix(stats, prior=0.0, prior_events=0, cap=1.0) == pytest.approx(true_w, abs=0.03)
+    # the prior is worth 200 events: with 2,000 it moves the estimate by about a eleventh
+    pulled = solve_mix(stats, prior=0.0, prior_events=200, cap=1.0)
+    assert pulled == pytest.approx(true_w * 2000 / 2200, abs=0.03)
+
+
+def test_the_weight_is_clipped_and_thin_evidence_keeps_the_prior() -> None:
+    assert solve_mix(_fold(-0.5, 500), 0.0, 0, 1.0) == 0.0  # never extrapolate away from short
+    assert solve_mix(_fold(1.4, 500), 0.0, 0, 0.8) == 0.8
+    assert solve_mix(None, 0.3, 200, 0.8) == 0.3
+    assert solve_mix(_fold(0.9, 3), 0.0, 200, 1.0) < 0.1  # three events barely move it
+
+
+def test_forgetting_lets_a_new_regime_replace_the_old_one() -> None:
+    def regimes(forget: float) -> MixStats:
+        stats = _fold(0.0, 3000, forget=forget)
+        rng = np.random.default_rng(9)
+        for _ in range(4000):
+            m, s = rng.normal(size=DIM), rng.normal(size=DIM)
+            stats = stats.update(InterestBefore(m, s), m + 0.7 * (s - m), forget)
+        return stats
+
+    forgetting, remembering = regimes(0.999), regimes(1.0)
+    assert forgetting.weight == pytest.approx(sum(0.999**k for k in range(7000)), rel=1e-9)
+    # about 1,000 events of memory: the old regime is gone, the prior still pulls by ~1/6
+    assert 0.5 < solve_mix(forgetting, 0.0, 200, 1.0) < 0.7
+    assert solve_mix(remembering, 0.0, 200, 1.0) < 0.45  # the old regime's 3,000 still count
+
+
+def _purchase(st: UserState, k: int, domain: str, vector: np.ndarray) -> None:
+    apply_event(
+        st,
+        event_id=f"e{k}",
+        domain=domain,
+        action="purchase",
+        event_time=1.7e9 + k,
+        vector=vector,
+        item_id=f"i{k}",
+        rating=None,
+        params=InterestParams(),
+    )
+
+
+def test_interest_before_is_unchanged_by_the_event_it_predicts() -> None:
+    st = UserState()
+    assert interest_before(st, "books") is None  # nothing known: nothing to learn from
+    _purchase(st, 0, "books", np.ones(DIM, np.float32))
+    before = interest_before(st, "books")
+    long_mean, short = before.long_mean.copy(), before.short.copy()
+    _purchase(st, 1, "books", -np.ones(DIM, np.float32))
+    np.testing.assert_array_equal(before.long_mean, long_mean)
+    np.testing.assert_array_equal(before.short, short)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return fit_world_bundle(DriftWorld(seed=0))
+
+
+def _switchers(bundle, online: OnlineProjections, users: int, start: int = 0) -> int:
+    """Users who buy 8 items of one topic in each domain, then 8 of another: fold every event."""
+    world = DriftWorld(seed=3)
+    offset = start
+    for u in range(users):
+        st = UserState()
+        for topic in (u % world.topics, (u + 3) % world.topics):
+            for k in range(16):
+                domain = (SOURCE, TARGET)[k % 2]
+                item = f"{domain}-{topic}-{(u + k) % world.items_per_topic}"
+                vec = bundle.inputs[bundle.index_of(item)]
+                before = interest_before(st, domain)
+                _purchase(st, offset, domain, vec)
+                mix = (domain, before, vec) if before is not None else None
+                online.observe(st, 0, offset, mix)
+                offset += 1
+    return offset
+
+
+def test_switching_users_raise_the_weight_which_survives_a_restart_exactly_once(bundle) -> None:
+    online = OnlineProjections(bundle, DriftParams())
+    assert online.short_weight(TARGET, 0.0) == 0.0  # no evidence yet: as fitted
+    end = _switchers(bundle, online, users=40)
+    learned = online.short_weight(TARGET, 0.0)
+    assert 0.2 < learned <= DriftParams().mix_max
+    assert online.version == online.updates + online.mix_updates > online.updates
+
+    again = OnlineProjections(bundle, DriftParams())
+    again.restore(0, online.dumps(0))
+    assert again.short_weight(TARGET, 0.0) == pytest.approx(learned, rel=1e-9)
+    _switchers(bundle, again, users=40)  # the same offsets again: a replay after a crash
+    assert again.mix_updates == 0 and again.short_weight(TARGET, 0.0) == pytest.approx(learned)
+    _switchers(bundle, again, users=1, start=end)
+    assert again.mix_updates > 0
+
+
+def test_static_and_text_free_states_serve_the_fitted_weight(bundle) -> None:
+    off = OnlineProjections(bundle, DriftParams(online_mix=False))
+    _switchers(bundle, off, users=10)
+    assert off.mix_updates == 0 and off.short_weight(TARGET, 0.25) == 0.25
+    static = OnlineProjections(bundle, DriftParams(adaptive=False))
+    assert static.short_weight(TARGET, 0.0) == 0.0
+    # statistics stored before the weight was learned carry no mix sums: they still load
+    old = PartitionStats(offset=7, space=bundle.version)
+    assert PartitionStats.loads(old.dumps()).mix == {}
+
+
+def test_queries_follow_the_learned_weight(bundle) -> None:
+    adaptive, fixed = BundleModel(bundle), BundleModel(bundle, drift=DriftParams(online_mix=False))
+    for model in (adaptive, fixed):
+        _switchers(bundle, model.online, users=40)
+    assert adaptive.short_weight_of(TARGET) > 0.2 and fixed.short_weight_of(TARGET) == 0.0
+    st = UserState()
+    for k in range(12):  # long-term: topic 0; the last three: topic 5
+        topic = 0 if k < 9 else 5
+        item = f"{TARGET}-{topic}-{k}"
+        _purchase(st, k, TARGET, bundle.inputs[bundle.index_of(item)])
+    new = bundle.outputs[bundle.index_of(f"{TARGET}-5-0")]
+    # the learned weight pulls the query towards what the user bought last
+    assert adaptive.query(st, TARGET).vector[: len(new)] @ new > (
+        fixed.query(st, TARGET).vector[: len(new)] @ new
+    )
