@@ -45,7 +45,8 @@ class BundleModel:
 
     @property
     def serving_version(self) -> str:
-        """The bundle plus how many pairs have refined its projections online."""
+        """The bundle plus how many pairs and events have refined it online (projections,
+        short-term weights): it advances with nearly every event while adapting."""
         return f"{self.version}+{self.online.version}" if self.drift.adaptive else self.version
 
     def learn(

@@ -120,7 +120,7 @@ class DriftParams:
     online_mix: bool = True
     mix_forget: float = 0.999
     mix_prior_events: float = 200.0  # pull towards the fitted weight, in events
-    mix_max: float = 0.8  # below user_short_weight: a user detection still adds to it
+    mix_max: float = 0.8  # below user_short_weight (0.9), so a user detection still adds to it
 
     def __post_init__(self) -> None:
         for name in ("pop_forget", "pop_forget_drift", "mix_forget"):

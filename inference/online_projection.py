@@ -70,7 +70,7 @@ class PartitionStats:
             k: ProjectionStats(z[f"{k}|gram"], z[f"{k}|cross"], float(z[f"{k}|weight"][0]))
             for k in keys
         }
-        mix = {}
+        mix: dict[str, MixStats] = {}
         if "mix_domains" in z.files:  # absent from statistics stored before it was learned
             sums = z["mix_sums"]
             mix = {str(d): MixStats.from_list(sums[k]) for k, d in enumerate(z["mix_domains"])}
@@ -154,9 +154,11 @@ class OnlineProjections:
         if mix is not None and self.params.online_mix and mix[0] in self.bundle.domains:
             domain, before, vector = mix
             old = part.mix.get(domain) or MixStats()
-            part.mix[domain] = old.update(before, vector, self.params.mix_forget)
-            self.mix_updates += 1
-            self._mix_dirty.add(domain)
+            new = old.update(before, vector, self.params.mix_forget)
+            if new is not old:  # an event that cannot tell weights apart is left out
+                part.mix[domain] = new
+                self.mix_updates += 1
+                self._mix_dirty.add(domain)
         means = {
             name: d.mean()
             for name, d in state.domains.items()
@@ -191,6 +193,7 @@ class OnlineProjections:
             if s is not None:
                 total = s if total is None else total + s
         if total is None or total.weight < MIN_PAIRS:
+            self._solved.pop(key, None)  # e.g. a revoked partition took the evidence away
             return
         prior = self.bundle.projection(source, target)
         solved = total.solve(self.params.pop_l2, self.bundle.input_dim, prior)
@@ -208,6 +211,18 @@ class OnlineProjections:
             source, target = key.split("->")
             self._dirty.add((source, target))
         self._mix_dirty.update(d for p in self.parts.values() for d in p.mix)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what revoked ``partitions`` contributed: another worker learns them now, and
+        if they come back, their statistics are read again from the table, not this copy."""
+        for partition in partitions:
+            part = self.parts.pop(partition, None)
+            if part is None:
+                continue
+            for key in part.stats:
+                source, target = key.split("->")
+                self._dirty.add((source, target))
+            self._mix_dirty.update(part.mix)
 
     def dumps(self, partition: int) -> bytes:
         """A partition's statistics for the projection table."""

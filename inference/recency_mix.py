@@ -20,11 +20,17 @@ numpy only.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from inference.interest import UserState
+
+# |s - m|^2 below this share of |m|^2 + |s|^2 (float32 rounding of equal vectors): the event
+# says nothing about the weight
+MIN_GAP = 1e-8
 
 
 @dataclass(frozen=True)
@@ -55,13 +61,21 @@ class MixStats:
     weight: float = 0.0  # decayed number of events
 
     def update(self, before: InterestBefore, vector: np.ndarray, forget: float) -> MixStats:
-        """Fold in one event's item vector ``vector``; older events are multiplied by ``forget``."""
-        gap = np.asarray(before.short, np.float64) - before.long_mean
-        miss = np.asarray(vector, np.float64) - before.long_mean
+        """Fold in one event's item vector ``vector``; older events are multiplied by ``forget``.
+
+        An event that cannot tell weights apart (short-term equal to long-term interest, as
+        after a user's first item in a domain) or carries a non-finite value is left out
+        (``self`` is returned): counted, it would only thin the prior's pull (see solve_mix).
+        """
+        m = np.asarray(before.long_mean, np.float64)
+        s = np.asarray(before.short, np.float64)
+        gap, miss = s - m, np.asarray(vector, np.float64) - m
+        gram, cross = float(gap @ gap), float(miss @ gap)
+        scale = float(m @ m) + float(s @ s)
+        if not (math.isfinite(gram) and math.isfinite(cross) and gram > MIN_GAP * scale):
+            return self
         return MixStats(
-            forget * self.cross + float(miss @ gap),
-            forget * self.gram + float(gap @ gap),
-            forget * self.weight + 1.0,
+            forget * self.cross + cross, forget * self.gram + gram, forget * self.weight + 1
         )
 
     def __add__(self, other: MixStats) -> MixStats:
@@ -74,7 +88,7 @@ class MixStats:
         return [self.cross, self.gram, self.weight]
 
     @classmethod
-    def from_list(cls, v: list[float]) -> MixStats:
+    def from_list(cls, v: Sequence[float]) -> MixStats:
         """Inverse of :meth:`as_list`."""
         return cls(float(v[0]), float(v[1]), float(v[2]))
 

@@ -290,5 +290,16 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         async def reload_bundle() -> None:
             await runtime.maybe_reload(bundle_dir)
 
+    behaviour_name = behaviour_topic.get_topic_name()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: object, revoked: set, **_: object) -> None:
+        # Sent once the agents are idle (after wait_empty). The projection statistics of a
+        # partition are cached in memory; another worker refines them from now on, and a
+        # stale copy kept here would overwrite its work if the partition came back.
+        behaviour_proc.forget_partitions(
+            {tp.partition for tp in revoked if tp.topic == behaviour_name}
+        )
+
     register_views(app, runtime, lambda: replica is None or replica.caught_up.is_set())
     return app

@@ -217,6 +217,13 @@ class BehaviourProcessor:
         if online is not None:
             PROJECTION_UPDATES.inc(online.updates - pairs)
 
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """After a rebalance revoked ``partitions``: drop the model's in-memory learning from
+        them, so that it is read again from the table if they come back."""
+        online = getattr(self.model, "online", None)
+        if online is not None:
+            online.forget(partitions)
+
     def _store_learned(
         self, last: dict[str, tuple[SourceMessage, BehaviourEvent]], learned: LearnedState
     ) -> None:

@@ -130,14 +130,14 @@ CATALOGUE_LAG = Gauge(
 )
 SHORT_TERM_WEIGHT = Gauge(
     "xrec_short_term_weight",
-    "Weight queries give a domain's short-term interest (learned online from the stream; "
-    "0 = the fitted long-term means only)",
+    "Weight queries give a domain's short-term interest against the long-term one (with a "
+    "bundle: learned online from the stream, fitted 0; in the text space: fixed)",
     ["domain"],
     registry=REGISTRY,
 )
 PROJECTION_UPDATES = Counter(
     "xrec_projection_updates_total",
-    "Pairs folded into the online cross-domain projections (the online model version)",
+    "Pairs folded into the online cross-domain projections",
     registry=REGISTRY,
 )
 

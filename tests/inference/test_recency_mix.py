@@ -30,10 +30,22 @@ def _fold(true_w: float, n: int, seed: int = 0, forget: float = 1.0) -> MixStats
 @pytest.mark.parametrize("true_w", [0.2, 0.6])
 def test_least_squares_finds_the_weight_that_predicts_the_next_item(true_w: float) -> None:
     stats = _fold(true_w, 2000)
-    assert solve_mix(stats, prior=0.0, prior_events=0, cap=1.0) == pytest.approx(true_w, abs=0.03)
-    # the prior is worth 200 events: with 2,000 it moves the estimate by about a eleventh
+    free = solve_mix(stats, prior=0.0, prior_events=0, cap=1.0)
+    assert free == pytest.approx(true_w, abs=0.03)
+    # the prior is worth 200 events: with 2,000 it pulls the estimate 1/11 of the way to 0
     pulled = solve_mix(stats, prior=0.0, prior_events=200, cap=1.0)
-    assert pulled == pytest.approx(true_w * 2000 / 2200, abs=0.03)
+    assert pulled == pytest.approx(free * 2000 / 2200, rel=1e-9)
+
+
+def test_events_that_cannot_tell_weights_apart_are_left_out() -> None:
+    stats = _fold(0.6, 50)
+    v = np.ones(DIM)
+    same = InterestBefore(v, v.copy())  # after a user's first item: short == long
+    assert stats.update(same, 2 * v, 0.999) is stats
+    nan = InterestBefore(v, np.full(DIM, np.nan))
+    assert stats.update(nan, v, 0.999) is stats
+    # counted, they would thin the prior's pull: the estimate would move for no evidence
+    assert solve_mix(stats, 0.0, 200, 1.0) == pytest.approx(0.6 * 50 / 250, abs=0.05)
 
 
 def test_the_weight_is_clipped_and_thin_evidence_keeps_the_prior() -> None:
@@ -125,7 +137,7 @@ def test_switching_users_raise_the_weight_which_survives_a_restart_exactly_once(
     assert again.mix_updates > 0
 
 
-def test_static_and_text_free_states_serve_the_fitted_weight(bundle) -> None:
+def test_without_online_mix_or_adaptation_queries_keep_the_fitted_weight(bundle) -> None:
     off = OnlineProjections(bundle, DriftParams(online_mix=False))
     _switchers(bundle, off, users=10)
     assert off.mix_updates == 0 and off.short_weight(TARGET, 0.25) == 0.25
@@ -151,3 +163,18 @@ def test_queries_follow_the_learned_weight(bundle) -> None:
     assert adaptive.query(st, TARGET).vector[: len(new)] @ new > (
         fixed.query(st, TARGET).vector[: len(new)] @ new
     )
+
+
+def test_a_revoked_partition_is_forgotten_and_read_again_from_its_bytes(bundle) -> None:
+    online = OnlineProjections(bundle, DriftParams())
+    _switchers(bundle, online, users=40)
+    learned, projection = online.short_weight(TARGET, 0.0), online.projection(SOURCE, TARGET)
+    stored = online.dumps(0)
+    online.forget({0, 5})  # 5 was never seen here: nothing to drop
+    assert 0 not in online.parts and online.short_weight(TARGET, 0.0) == 0.0
+    np.testing.assert_array_equal(
+        online.projection(SOURCE, TARGET), bundle.projection(SOURCE, TARGET)
+    )
+    online.restore(0, stored)  # the partition comes back: the table's copy, not a stale one
+    assert online.short_weight(TARGET, 0.0) == pytest.approx(learned, rel=1e-9)
+    np.testing.assert_allclose(online.projection(SOURCE, TARGET), projection, rtol=1e-6)
