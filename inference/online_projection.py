@@ -41,12 +41,14 @@ class PartitionStats:
     mix: dict[str, MixStats] = field(default_factory=dict)  # by domain
     offset: int = -1
     space: str = ""  # the bundle version the statistics live in
+    folded: int = 0  # pairs and events folded in, ever (the online model version's share)
 
     def dumps(self) -> bytes:
         """Serialise for the worker's projection table."""
         arrays: dict[str, np.ndarray] = {
             "offset": np.array([self.offset]),
             "space": np.array([self.space]),
+            "folded": np.array([self.folded]),
         }
         for key, s in self.stats.items():
             arrays[f"{key}|gram"] = s.gram
@@ -74,7 +76,8 @@ class PartitionStats:
         if "mix_domains" in z.files:  # absent from statistics stored before it was learned
             sums = z["mix_sums"]
             mix = {str(d): MixStats.from_list(sums[k]) for k, d in enumerate(z["mix_domains"])}
-        return cls(stats, mix, int(z["offset"][0]), str(z["space"][0]))
+        folded = int(z["folded"][0]) if "folded" in z.files else 0
+        return cls(stats, mix, int(z["offset"][0]), str(z["space"][0]), folded)
 
 
 class OnlineProjections:
@@ -127,8 +130,9 @@ class OnlineProjections:
 
     @property
     def version(self) -> int:
-        """Events and pairs folded in since start (advances with every refinement)."""
-        return self.updates + self.mix_updates
+        """Pairs and events folded into the statistics this worker holds, ever: it advances
+        with every refinement and carries on across restarts (it is stored with them)."""
+        return sum(p.folded for p in self.parts.values())
 
     # -- learning ------------------------------------------------------------------------
 
@@ -157,6 +161,7 @@ class OnlineProjections:
             new = old.update(before, vector, self.params.mix_forget)
             if new is not old:  # an event that cannot tell weights apart is left out
                 part.mix[domain] = new
+                part.folded += 1
                 self.mix_updates += 1
                 self._mix_dirty.add(domain)
         means = {
@@ -181,6 +186,7 @@ class OnlineProjections:
             self.hold = max(0, self.hold - 1)
             old = part.stats.get(key) or ProjectionStats.empty(r)
             part.stats[key] = old.update(z, m, forget)
+            part.folded += 1
             self.updates += 1
             self._dirty.add((source, target))
         return detected

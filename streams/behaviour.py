@@ -221,8 +221,12 @@ class BehaviourProcessor:
         """After a rebalance revoked ``partitions``: drop the model's in-memory learning from
         them, so that it is read again from the table if they come back."""
         online = getattr(self.model, "online", None)
-        if online is not None:
+        if online is not None and partitions & set(online.parts):
             online.forget(partitions)
+            log.info(
+                "partitions %s revoked: their learned statistics will be read again",
+                sorted(partitions),
+            )
 
     def _store_learned(
         self, last: dict[str, tuple[SourceMessage, BehaviourEvent]], learned: LearnedState
