@@ -13,9 +13,9 @@ towards the fitted weight while evidence is thin and clips it to ``[0, cap]``.
 
 On the no-drift streams of ``xrec bench-drift`` (synthetic and real) the least-squares weight is
 at or below zero, so queries are served as fitted once the stream has had its say (the served
-weight touches 0.17 early on, while a few hundred events decide it); where many users switch it
-rises to 0.6-0.8 (README, "Drift"). The user drift detector still acts per user on top of it.
-numpy only.
+weight reaches 0.15 on the way, while a few hundred events decide it); where many users switch
+it rises, up to the cap (README, "Drift"). The user drift detector still acts per user on top
+of it. numpy only.
 """
 
 from __future__ import annotations
