@@ -8,7 +8,7 @@ that question: before it was applied, the user's long-term mean ``m`` and short-
 ``s`` in its domain predicted it as ``m + w (s - m)``; the least-squares ``w`` over recent events
 is ``sum (v - m).(s - m) / sum |s - m|^2``. :class:`MixStats` keeps those two sums, decayed by a
 forgetting factor, per domain and source partition (stored with the projections' statistics,
-so a restart neither loses nor double-counts an event); :func:`solve_mix` pulls the estimate
+so a restart counts no event twice); :func:`solve_mix` pulls the estimate
 towards the fitted weight while evidence is thin and clips it to ``[0, cap]``.
 
 On the no-drift streams of ``xrec bench-drift`` (synthetic and real) the least-squares weight is
