@@ -40,6 +40,7 @@ from bench.drift_alarms import (
 )
 from bench.drift_separability import separability
 from inference.bundle import ModelBundle
+from inference.bundle_model import BundleModel
 from inference.drift import DriftParams
 from inference.interest import InterestParams
 from store.base import ItemPoint
@@ -78,6 +79,30 @@ def _batches(events: list[dict], size: int = 64) -> list[list[dict]]:
     return [*out, cur] if cur else out
 
 
+def processor_for(
+    model: BundleModel, path: Path, top_k: int = K
+) -> tuple[BehaviourProcessor, EdgeStore, ThreadPoolExecutor]:
+    """The worker's batch processor serving ``model``, over a new Qdrant Edge store at ``path``
+    that holds the bundle's items (no rate limit). Close the store and shut the pool down."""
+    store = EdgeStore(QdrantSettings(path=path))
+    store.ensure_collections(model.stored_dim)
+    store.upsert_items([ItemPoint(i, d, v) for i, d, v in model.bootstrap_points()])
+    pool = ThreadPoolExecutor(1)
+    settings = WorkerSettings(
+        top_k=top_k, target_domains=list(model.bundle.domains), user_rate_per_s=0
+    )
+    proc = BehaviourProcessor(
+        settings=settings,
+        params=model.interest_params(InterestParams()),
+        model=model,
+        store=store,
+        call_store=store_caller(store, pool, 1.0),
+        encode=_no_text,
+        topic="behaviour",
+    )
+    return proc, store, pool
+
+
 async def _replay(
     bundle: ModelBundle,
     stream: DriftStream,
@@ -92,20 +117,7 @@ async def _replay(
     """
     params = replace(drift or DriftParams(), adaptive=adaptive)
     model = RecordingModel(bundle, drift=params)
-    store = EdgeStore(QdrantSettings(path=root / f"{stream.scenario}-{adaptive}-{reset}"))
-    store.ensure_collections(model.stored_dim)
-    store.upsert_items([ItemPoint(i, d, v) for i, d, v in model.bootstrap_points()])
-    pool = ThreadPoolExecutor(1)
-    settings = WorkerSettings(top_k=K, target_domains=list(bundle.domains), user_rate_per_s=0)
-    proc = BehaviourProcessor(
-        settings=settings,
-        params=model.interest_params(InterestParams()),
-        model=model,
-        store=store,
-        call_store=store_caller(store, pool, 1.0),
-        encode=_no_text,
-        topic="behaviour",
-    )
+    proc, store, pool = processor_for(model, root / f"{stream.scenario}-{adaptive}-{reset}")
     table: dict[str, bytes] = {}
     recs: dict[tuple[str, str], list[str]] = {}
     consumed: dict[tuple[str, str], set[str]] = {}

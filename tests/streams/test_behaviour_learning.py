@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from bench.drift_bench import fit_world_bundle
+from bench.drift_replay import processor_for
 from inference.bundle_model import BundleModel
-from inference.interest import InterestParams
-from store.base import ItemPoint
-from store.edge import EdgeStore
-from store.settings import QdrantSettings
-from streams.behaviour import BehaviourProcessor
 from streams.deadletter import SourceMessage
 from streams.metrics import REGISTRY
-from streams.resilience import store_caller
-from streams.settings import WorkerSettings
 from synth.drift import TARGET, DriftWorld
 
 
@@ -28,27 +21,11 @@ def bundle():
     return fit_world_bundle(DriftWorld(seed=0))
 
 
-def _no_text(texts: list[str]):
-    raise AssertionError("these events carry no text")
-
-
 def test_only_events_that_raised_interest_and_had_some_before_teach_the_weight(
     bundle, tmp_path
 ) -> None:
     model = BundleModel(bundle)
-    store = EdgeStore(QdrantSettings(path=tmp_path / "qdrant"))
-    store.ensure_collections(model.stored_dim)
-    store.upsert_items([ItemPoint(i, d, v) for i, d, v in model.bootstrap_points()])
-    pool = ThreadPoolExecutor(1)
-    proc = BehaviourProcessor(
-        settings=WorkerSettings(top_k=5, target_domains=list(bundle.domains)),
-        params=model.interest_params(InterestParams()),
-        model=model,
-        store=store,
-        call_store=store_caller(store, pool, 1.0),
-        encode=_no_text,
-        topic="behaviour",
-    )
+    proc, store, pool = processor_for(model, tmp_path / "qdrant", top_k=5)
     items = [f"{TARGET}-{t}-{k}" for t, k in ((0, 0), (0, 1), (3, 0), (0, 2), (3, 1))]
     actions = ["purchase", "purchase", "skip", "purchase", "purchase"]
     table: dict[str, bytes] = {}
