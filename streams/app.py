@@ -25,7 +25,7 @@ from streams.changelog import AckedTable
 from streams.consumer import worker_consumer
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.heap import FREEZE_AFTER_CATALOGUE_EVENTS
-from streams.metrics import BATCH_SIZE, STAGE_SECONDS, USERS_IN_STATE
+from streams.metrics import BATCH_SIZE, PUBLISH_PENDING_SECONDS, STAGE_SECONDS, USERS_IN_STATE
 from streams.publish import Delivery, PublishPipeline, fail_stop, hold_messages, releaser
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
@@ -301,5 +301,12 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             {tp.partition for tp in revoked if tp.topic == behaviour_name}
         )
 
-    register_views(app, runtime, lambda: replica is None or replica.caught_up.is_set())
+    PUBLISH_PENDING_SECONDS.set_function(publishing.pending_s)
+    register_views(
+        app,
+        runtime,
+        lambda: replica is None or replica.caught_up.is_set(),
+        publishing.pending_s,
+        worker.publish_stall_s,
+    )
     return app

@@ -49,6 +49,12 @@ PUBLISH_ACK_SECONDS = Histogram(
     buckets=_FAST,
     registry=REGISTRY,
 )
+PUBLISH_PENDING_SECONDS = Gauge(
+    "xrec_publish_pending_seconds",
+    "Age of the behaviour batch still waiting for the broker's acknowledgements (0: none); "
+    "xrec_publish_ack_seconds sees a batch only once acknowledged, this one while it waits",
+    registry=REGISTRY,
+)
 EVENT_TO_RECOMMENDATION_SECONDS = Histogram(
     "xrec_event_to_recommendation_seconds",
     "From the behaviour event's broker timestamp to its recommendation being sent",

@@ -86,12 +86,25 @@ class PublishPipeline:
         self._release = release
         self._timeout_s = timeout_s
         self._inflight: asyncio.Task[None] | None = None
+        self._handed_over: float | None = None  # when the batch in flight was handed over
 
     async def submit(self, events: Sequence[Any], deliveries: Sequence[Delivery]) -> None:
         """Hand over a held batch; returns once the batch before it is acknowledged."""
         handed_over = time.perf_counter()
         await self.wait()
+        self._handed_over = handed_over
         self._inflight = asyncio.ensure_future(self._settle(events, deliveries, handed_over))
+
+    def pending_s(self) -> float:
+        """How long the batch in flight has waited for its acknowledgements (0: none waits).
+
+        A broker that stops acknowledging shows here at once, long before the deliveries time
+        out (the producer's request timeout), and the pipeline's histogram sees nothing until
+        then.
+        """
+        if self._handed_over is None or self._inflight is None or self._inflight.done():
+            return 0.0
+        return time.perf_counter() - self._handed_over
 
     async def wait(self) -> None:
         """Until the batch in flight, if any, is acknowledged."""

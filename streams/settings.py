@@ -161,6 +161,12 @@ class WorkerSettings(BaseSettings):
         30.0, gt=0, description="how often to look for a new bundle version in WORKER_BUNDLE_DIR"
     )
     store_retry_max_s: float = Field(30.0, gt=0, description="max backoff while the store is down")
+    publish_stall_s: float = Field(
+        30.0,
+        gt=0,
+        description="/healthz reports degraded (503) while a batch has waited this long for the "
+        "broker's acknowledgements",
+    )
     drift_adaptive: bool = Field(
         True,
         description="detect drift and refine the projections online; false = serve as fitted",

@@ -155,3 +155,22 @@ def test_a_failed_release_surfaces_once_and_leaves_nothing_in_flight() -> None:
         return seen
 
     assert asyncio.run(run()) == ["sensor broke"]
+
+
+def test_the_age_of_the_batch_in_flight_shows_while_it_waits_and_is_0_once_released() -> None:
+    async def run() -> tuple[float, float, float, float]:
+        pipeline = PublishPipeline(lambda ev: None, lambda ev: None, 60)
+        idle = pipeline.pending_s()
+        ack = asyncio.get_running_loop().create_future()
+        await pipeline.submit(["a"], [ack])
+        await asyncio.sleep(0.05)
+        waiting = pipeline.pending_s()
+        await asyncio.sleep(0.05)
+        later = pipeline.pending_s()
+        ack.set_result(None)
+        await pipeline.wait()
+        return idle, waiting, later, pipeline.pending_s()
+
+    idle, waiting, later, released = asyncio.run(run())
+    assert idle == 0.0 and released == 0.0
+    assert 0.04 < waiting < later  # it keeps growing while the broker says nothing

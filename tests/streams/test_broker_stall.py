@@ -1,0 +1,55 @@
+"""A broker that stops answering mid-stream: the worker says so, then carries on (real broker,
+paused with SIGSTOP and resumed with SIGCONT; real worker, store and encoder; nothing mocked)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from streams.demo import wait_for
+from tests.fixtures.topic_reader import settled_user_states
+from tests.streams.test_faults import applied_per_user, http_get, world_and_events
+
+pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.slow]
+
+STALL_S = 1.0  # WORKER_PUBLISH_STALL_S for this worker
+PAUSE_S = 6.0
+
+
+def test_a_paused_broker_degrades_healthz_and_the_stream_resumes_intact(
+    make_worker, broker
+) -> None:
+    world, events = world_and_events(per_user=60, users=40)
+    w = make_worker()
+    w.extra_env = {"WORKER_PUBLISH_STALL_S": str(STALL_S)}
+    w.start()
+    w.send(w.kafka.catalogue_topic, world.catalogue(), "item_id")
+    w.wait_metric("xrec_events_total", len(world.items), outcome="upserted")
+    w.send(w.kafka.behaviour_topic, events, "user_id")
+    w.wait_metric("xrec_events_total", len(events) // 4, outcome="applied")
+    assert http_get(w.web_port, "/healthz")[0] == 200
+
+    os.kill(broker.process.pid, signal.SIGSTOP)  # --- mid-stream: a batch is on its way
+    try:
+        time.sleep(PAUSE_S)
+        status, body = http_get(w.web_port, "/healthz")
+        pending = w.metric("xrec_publish_pending_seconds")
+        applied_while_paused = w.metric("xrec_events_total", outcome="applied")
+        time.sleep(1.0)
+        assert w.metric("xrec_events_total", outcome="applied") == applied_while_paused
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)  # --- the broker is back
+    # the batch in flight has waited about the whole pause; /healthz took the worker out
+    assert pending > PAUSE_S - 2.0
+    assert (status, body["status"], body["publish_stalled"]) == (503, "degraded", True)
+    assert body["publish_pending_s"] > STALL_S and body["store_available"] is True
+
+    w.wait_metric("xrec_events_total", len(events), outcome="applied", timeout_s=120)
+    wait_for(lambda: http_get(w.web_port, "/healthz")[0] == 200, 30, "healthy again")
+    assert w.metric("xrec_publish_pending_seconds") < STALL_S
+    states = settled_user_states(w.kafka, w.app_id, len(events))
+    assert {u: s.events_applied for u, s in states.items()} == applied_per_user(events)
+    assert w.proc is not None and w.proc.poll() is None
