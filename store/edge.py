@@ -33,6 +33,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from inference.errors import StoreError
+from store import overfetch
 from store.base import (
     DOMAIN_KEY,
     ITEM_ID_KEY,
@@ -267,14 +268,16 @@ class EdgeStore:
 
     # -- queries ---------------------------------------------------------------------------
 
-    def _request(self, q: ItemQuery) -> qe.QueryRequest:
+    def _request(self, q: ItemQuery, limit: int, filtered: bool) -> qe.QueryRequest:
+        """``limit`` nearest items; ``q``'s exclusions as an engine filter when ``filtered``
+        (else the caller drops them from the hits: store.overfetch)."""
         check_dim(q.vector, self._items.dim, "query")
         flt = None
-        if q.exclude_item_ids:
+        if filtered and q.exclude_item_ids:
             ids = {item_point_id(i) for i in q.exclude_item_ids}
             flt = qe.Filter(must_not=[qe.HasIdCondition(ids)])
         return qe.QueryRequest(
-            limit=q.k,
+            limit=limit,
             query=qe.Query.Nearest(q.vector.tolist()),
             filter=flt,
             with_payload=False,
@@ -286,7 +289,12 @@ class EdgeStore:
         return self.query_items_batch([q])[0]
 
     def query_items_batch(self, qs: Sequence[ItemQuery]) -> list[list[Hit]]:
-        """The queries of each domain in one ``query_batch`` call on that domain's shard."""
+        """The queries of each domain in one ``query_batch`` call on that domain's shard.
+
+        Exclusions are dropped from a few extra hits rather than sent as a filter; the rare
+        query whose exclusions crowd out its page is asked again with the filter
+        (``store.overfetch``).
+        """
         shards = self._item_shards()
         by_domain: dict[str, list[int]] = {}
         for i, q in enumerate(qs):
@@ -297,11 +305,23 @@ class EdgeStore:
             shard = shards.get(domain)
             if shard is None:
                 continue  # no item of this domain was ever stored
-            batch = qe.QueryBatchRequest([self._request(qs[i]) for i in live])
+            plans = [overfetch.plan(qs[i]) for i in live]
+            batch = [self._request(qs[i], p.limit, False) for i, p in zip(live, plans, strict=True)]
             with engine_errors("querying items (batch)"):
-                results = shard.query_batch(batch)
-            for i, points in zip(live, results, strict=True):
-                out[i] = self._hits(points)
+                results = shard.query_batch(qe.QueryBatchRequest(batch))
+            again = []
+            for i, p, points in zip(live, plans, results, strict=True):
+                hits = overfetch.keep(self._hits(points), p, qs[i].k)
+                if hits is None:
+                    again.append(i)
+                else:
+                    out[i] = hits
+            if again:
+                batch = [self._request(qs[i], qs[i].k, True) for i in again]
+                with engine_errors("querying items (batch)"):
+                    results = shard.query_batch(qe.QueryBatchRequest(batch))
+                for i, points in zip(again, results, strict=True):
+                    out[i] = self._hits(points)
         return out
 
     def _item_names(self) -> dict[int, tuple[str, str]]:

@@ -20,6 +20,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from inference.errors import ConfigError, StoreError
+from store import overfetch
 from store.base import (
     DOMAIN_KEY,
     ITEM_ID_KEY,
@@ -188,10 +189,12 @@ class ServerStore:
 
     # -- queries ---------------------------------------------------------------------------
 
-    def _request(self, q: ItemQuery) -> qm.QueryRequest:
+    def _request(self, q: ItemQuery, limit: int, filtered: bool) -> qm.QueryRequest:
+        """``limit`` nearest items of ``q.domain``; ``q``'s exclusions as a filter when
+        ``filtered`` (else the caller drops them from the hits: store.overfetch)."""
         check_dim(q.vector, self._dims[self._items], "query")
         must_not: list[qm.Condition] | None = None
-        if q.exclude_item_ids:
+        if filtered and q.exclude_item_ids:
             excluded: list[qm.ExtendedPointId] = [
                 str(item_point_id(i)) for i in dict.fromkeys(q.exclude_item_ids)
             ]
@@ -199,38 +202,40 @@ class ServerStore:
         return qm.QueryRequest(
             query=q.vector.tolist(),
             filter=qm.Filter(must=[_domain_is(q.domain)], must_not=must_not),
-            limit=q.k,
+            limit=limit,
             with_payload=True,
             params=self._search,
         )
 
     def query_items(self, q: ItemQuery) -> list[Hit]:
         """Top-k items of ``q.domain`` by dot product, excluded ids left out."""
-        if q.k == 0:
-            return []
-        r = self._request(q)
-        with engine_errors("querying items"):
-            res = self.client.query_points(
-                self._items,
-                query=r.query,
-                query_filter=r.filter,
-                limit=q.k,
-                with_payload=True,
-                search_params=self._search,
-            )
-        return _hits(res.points)
+        return self.query_items_batch([q])[0]
 
     def query_items_batch(self, qs: Sequence[ItemQuery]) -> list[list[Hit]]:
-        """Every query in one ``query_batch_points`` request."""
+        """Every query in one ``query_batch_points`` request; exclusions are dropped from a
+        few extra hits, and a query they crowd out is asked again with them as a filter
+        (``store.overfetch``)."""
         live = [i for i, q in enumerate(qs) if q.k > 0]
         out: list[list[Hit]] = [[] for _ in qs]
         if not live:
             return out
-        requests = [self._request(qs[i]) for i in live]
+        plans = [overfetch.plan(qs[i]) for i in live]
+        requests = [self._request(qs[i], p.limit, False) for i, p in zip(live, plans, strict=True)]
         with engine_errors("querying items (batch)"):
             responses = self.client.query_batch_points(self._items, requests)
-        for i, resp in zip(live, responses, strict=True):
-            out[i] = _hits(resp.points)
+        again = []
+        for i, p, resp in zip(live, plans, responses, strict=True):
+            hits = overfetch.keep(_hits(resp.points), p, qs[i].k)
+            if hits is None:
+                again.append(i)
+            else:
+                out[i] = hits
+        if again:
+            requests = [self._request(qs[i], qs[i].k, True) for i in again]
+            with engine_errors("querying items (batch)"):
+                responses = self.client.query_batch_points(self._items, requests)
+            for i, resp in zip(again, responses, strict=True):
+                out[i] = _hits(resp.points)
         return out
 
     # -- users -----------------------------------------------------------------------------

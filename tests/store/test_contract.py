@@ -11,6 +11,7 @@ import pytest
 
 from inference.errors import ConfigError, StoreError
 from store.base import ItemPoint, ItemQuery, UserPoint, VectorStore
+from store.overfetch import OVERFETCH
 from tests.fixtures.store import Engine, MakeStore
 
 DIM = 8
@@ -70,6 +71,18 @@ def test_excluded_ids_never_returned(loaded) -> None:
     hits = store.query_items(ItemQuery(q, "food", 20, exclude))
     assert not {h.item_id for h in hits} & set(exclude)
     assert [h.item_id for h in hits] == _exact(points, q, "food", 20, exclude)
+
+
+@pytest.mark.parametrize("crowd", [OVERFETCH - 1, OVERFETCH + 1])
+def test_many_exclusions_among_the_nearest_still_give_k_hits(loaded, crowd: int) -> None:
+    # Exclusions are dropped from OVERFETCH extra hits, not sent as a filter; past OVERFETCH
+    # of them among the nearest, the page runs short and the query is asked again, filtered.
+    store, points = loaded
+    q = np.random.default_rng(4).standard_normal(DIM)
+    nearest = _exact(points, q, "food", 20)
+    exclude = (*nearest[:crowd], "never-stored")
+    hits = store.query_items(ItemQuery(q, "food", 3, exclude))
+    assert [h.item_id for h in hits] == _exact(points, q, "food", 3, exclude)
 
 
 def test_k_larger_than_domain_and_unknown_domain(loaded) -> None:
