@@ -140,6 +140,31 @@ def _food_kitchen(users: int, consumed: int) -> tuple:
     return vecs, np.asarray(data.catalogue.domains), [train[i][-consumed:] for i in picks]
 
 
+def _crowding(vecs: np.ndarray, domains: np.ndarray, queries: list) -> dict:
+    """How many of each query's consumed items are among its exact nearest ``k + OVERFETCH``
+    (more than OVERFETCH of them, and the over-fetched page would run short)."""
+    from store.overfetch import OVERFETCH
+
+    counts = []
+    for d in DOMAINS:
+        idx = np.flatnonzero(domains == d)
+        rows = [q for q in queries if q.domain == d]
+        scores = np.stack([q.vector for q in rows]).astype(np.float32) @ vecs[idx].T
+        for q, row in zip(rows, scores, strict=True):
+            top = idx[np.argpartition(-row, q.k + OVERFETCH)[: q.k + OVERFETCH]]
+            counts.append(len({str(t) for t in top} & set(q.exclude_item_ids)))
+    c = np.array(counts)
+    per_query = [len(q.exclude_item_ids) for q in queries]
+    return {
+        "nearest": f"k + {OVERFETCH}",
+        "consumed_per_query_mean": round(float(np.mean(per_query)), 2),
+        "among_nearest_mean": round(float(c.mean()), 2),
+        "among_nearest_p90": float(np.percentile(c, 90)),
+        "among_nearest_max": int(c.max()),
+        "share_over_overfetch": round(float(np.mean(c > OVERFETCH)), 4),
+    }
+
+
 def _asked_again(store: object, queries: list) -> float:
     """Share of queries whose consumed items crowd out an over-fetched page (asked again)."""
     import qdrant_edge as qe
@@ -153,7 +178,7 @@ def _asked_again(store: object, queries: list) -> float:
         batch = [store._request(q, p.limit, False) for q, p in zip(live, plans, strict=True)]
         results = store._items.get(d).query_batch(qe.QueryBatchRequest(batch))
         for q, p, r in zip(live, plans, results, strict=True):
-            again += overfetch.keep(store._hits(r), p, q.k) is None
+            again += overfetch.keep(store._hits(r), len(r), p, q.k) is None
     return again / max(len(queries), 1)
 
 
@@ -182,6 +207,7 @@ def probe(data: str, items: int, users: int, consumed: int, repeat: int) -> dict
         "items": items,
         "queries_per_batch": len(queries),
         "consumed": consumed,
+        "consumed_among_nearest": _crowding(vecs, domains, queries),
     }
     with tempfile.TemporaryDirectory() as tmp:
         store = EdgeStore(QdrantSettings(path=Path(tmp) / "per-domain"))
@@ -268,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             a.data = "synthetic"
     return emit_probe(
         "store_probe",
-        f"python -m bench.store_probe --data {a.data}",
+        f"python -m bench.store_probe --data {a.data} --items {a.items} --users {a.users} "
+        f"--consumed {a.consumed} --repeat {a.repeat}",
         probe(a.data, a.items, a.users, a.consumed, a.repeat),
         a.out,
     )

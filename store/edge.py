@@ -311,7 +311,7 @@ class EdgeStore:
                 results = shard.query_batch(qe.QueryBatchRequest(batch))
             again = []
             for i, p, points in zip(live, plans, results, strict=True):
-                hits = overfetch.keep(self._hits(points), p, qs[i].k)
+                hits = overfetch.keep(self._hits(points), len(points), p, qs[i].k)
                 if hits is None:
                     again.append(i)
                 else:

@@ -40,10 +40,11 @@ def plan(q: ItemQuery) -> Overfetch:
     return Overfetch(q.k + extra, excluded, extra == len(excluded))
 
 
-def keep(hits: Sequence[Hit], p: Overfetch, k: int) -> list[Hit] | None:
+def keep(hits: Sequence[Hit], page: int, p: Overfetch, k: int) -> list[Hit] | None:
     """The first ``k`` hits not excluded, or None when the query must be asked again with the
-    filter: the excluded items filled a full page so that fewer than ``k`` remain."""
+    filter: fewer than ``k`` remain from a full page (``page``: the points the engine returned,
+    before any was dropped for another reason)."""
     kept = [h for h in hits if h.item_id not in p.excluded] if p.excluded else list(hits)
-    if len(kept) >= k or p.exact or len(hits) < p.limit:
+    if len(kept) >= k or p.exact or page < p.limit:
         return kept[:k]
     return None

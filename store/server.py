@@ -225,7 +225,7 @@ class ServerStore:
             responses = self.client.query_batch_points(self._items, requests)
         again = []
         for i, p, resp in zip(live, plans, responses, strict=True):
-            hits = overfetch.keep(_hits(resp.points), p, qs[i].k)
+            hits = overfetch.keep(_hits(resp.points), len(resp.points), p, qs[i].k)
             if hits is None:
                 again.append(i)
             else:

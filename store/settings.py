@@ -47,8 +47,8 @@ class QdrantSettings(BaseSettings):
     # ACORN costs 1.5-2x a plain walk; it buys recall where the domain filter is narrow (food,
     # 24% of items: 0.78 -> 0.90 at ef 64) and little where it is wide (kitchen, 76%: 0.87 ->
     # 0.91). Qdrant Edge keeps a shard per domain and needs no filter, hence no ACORN; there
-    # (``python -m bench.store_probe``, 256 queries a batch) ef 96 reaches recall@10 0.907 at
-    # the cost of ef 64 (0.882) within noise, both about half the filtered layout's time.
+    # (``python -m bench.store_probe`` at b5046f5, 256 queries a batch) ef 96 reaches recall@10
+    # 0.907 at the cost of ef 64 (0.882) within noise, both about half the filtered layout's time.
     hnsw_ef: int | None = Field(
         96, ge=1, description="HNSW search breadth; unset = the engine's default (ef_construct)"
     )

@@ -168,6 +168,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             msgs, lambda u: from_table(users.get(u)), state_set, learned
         )
         start = time.perf_counter()
+        publishing.sending()
         await send_dead_letters(out.dead_letters, deliveries)
         # Straight to the producer: Topic.send wraps every message in Faust's channel machinery
         # (FutureMessage, codecs, callbacks), ~2 recommendations per event; the topic exists

@@ -86,25 +86,42 @@ class PublishPipeline:
         self._release = release
         self._timeout_s = timeout_s
         self._inflight: asyncio.Task[None] | None = None
-        self._handed_over: float | None = None  # when the batch in flight was handed over
+        self._inflight_since: float | None = None  # when the batch in flight began sending
+        self._sending_since: float | None = None  # ... the batch being sent, not handed over
+
+    def sending(self) -> None:
+        """The agent starts sending the held batch's records (idempotent until ``submit``).
+
+        Marked because a send can itself wait for the broker (the producer's buffer is full
+        behind an unacknowledged request), before the batch is ever handed over.
+        """
+        if self._sending_since is None:
+            self._sending_since = time.perf_counter()
 
     async def submit(self, events: Sequence[Any], deliveries: Sequence[Delivery]) -> None:
         """Hand over a held batch; returns once the batch before it is acknowledged."""
         handed_over = time.perf_counter()
+        since = self._sending_since if self._sending_since is not None else handed_over
         await self.wait()
-        self._handed_over = handed_over
+        self._sending_since = None
+        self._inflight_since = since
         self._inflight = asyncio.ensure_future(self._settle(events, deliveries, handed_over))
 
     def pending_s(self) -> float:
-        """How long the batch in flight has waited for its acknowledgements (0: none waits).
+        """How long the oldest batch whose records are on their way has waited for the
+        broker: the batch in flight, else the one being sent (0: none).
 
         A broker that stops acknowledging shows here at once, long before the deliveries time
         out (the producer's request timeout), and the pipeline's histogram sees nothing until
         then.
         """
-        if self._handed_over is None or self._inflight is None or self._inflight.done():
-            return 0.0
-        return time.perf_counter() - self._handed_over
+        now = time.perf_counter()
+        inflight = self._inflight is not None and not self._inflight.done()
+        if inflight and self._inflight_since is not None:
+            return now - self._inflight_since
+        if self._sending_since is not None:
+            return now - self._sending_since
+        return 0.0
 
     async def wait(self) -> None:
         """Until the batch in flight, if any, is acknowledged."""

@@ -15,3 +15,6 @@ def test_probe_variants_agree_when_search_is_exact() -> None:
         assert out[name]["batch_ms_p50"] > 0
     assert set(out["speedup_vs_one_shard"]) == set(variants)
     assert 0 <= out["asked_again_share"] <= 1 and out["overfetch_speedup_vs_filter"] > 0
+    crowd = out["consumed_among_nearest"]
+    # each synthetic user consumed 5 items: at most 5 can be among a query's nearest
+    assert 0 <= crowd["among_nearest_mean"] <= crowd["among_nearest_max"] <= 5

@@ -28,10 +28,13 @@ def test_excluded_hits_are_dropped_and_only_a_crowded_full_page_asks_again() -> 
     p = plan(_q(2, OVERFETCH + 5))  # limit 2 + OVERFETCH; excluded: x0 .. x20
     crowded = _hits(*[f"x{i}" for i in range(OVERFETCH + 1)], "a")
     assert len(crowded) == p.limit
-    assert keep(crowded, p, 2) is None  # one left of k = 2 from a full page: ask again
+    # one left of k = 2 from a full page: ask again
+    assert keep(crowded, len(crowded), p, 2) is None
     enough = _hits(*[f"x{i}" for i in range(OVERFETCH)], "a", "b")
-    assert [h.item_id for h in keep(enough, p, 2)] == ["a", "b"]
+    assert [h.item_id for h in keep(enough, len(enough), p, 2)] == ["a", "b"]
     short = _hits("x0", "a")  # fewer hits than asked for: the domain has no more
-    assert [h.item_id for h in keep(short, p, 2)] == ["a"]
+    assert [h.item_id for h in keep(short, len(short), p, 2)] == ["a"]
+    # a full page of which the store dropped a point it could not name: still a full page
+    assert keep(crowded[:-1], p.limit, p, 2) is None
     mixed = _hits("x0", "a", "x1", "b", "c")  # all exclusions fit the extra hits: exact
-    assert [h.item_id for h in keep(mixed, plan(_q(2, 2)), 2)] == ["a", "b"]
+    assert [h.item_id for h in keep(mixed, len(mixed), plan(_q(2, 2)), 2)] == ["a", "b"]

@@ -174,3 +174,19 @@ def test_the_age_of_the_batch_in_flight_shows_while_it_waits_and_is_0_once_relea
     idle, waiting, later, released = asyncio.run(run())
     assert idle == 0.0 and released == 0.0
     assert 0.04 < waiting < later  # it keeps growing while the broker says nothing
+
+
+def test_a_batch_whose_sends_wait_for_the_broker_shows_before_it_is_handed_over() -> None:
+    async def run() -> tuple[float, float, float]:
+        pipeline = PublishPipeline(lambda ev: None, lambda ev: None, 60)
+        pipeline.sending()  # a send blocked on a full producer buffer: never handed over yet
+        await asyncio.sleep(0.05)
+        blocked = pipeline.pending_s()
+        pipeline.sending()  # a retry's sends do not restart the clock
+        retried = pipeline.pending_s()
+        await pipeline.submit(["a"], [])
+        await pipeline.wait()
+        return blocked, retried, pipeline.pending_s()
+
+    blocked, retried, done = asyncio.run(run())
+    assert blocked > 0.04 and retried >= blocked and done == 0.0
