@@ -2,11 +2,11 @@
 
 An exclusion filter (``must_not has_id``) costs in proportion to its size, twice: building it
 (the point ids cross into the engine one by one) and searching with it. A user's consumed items
-in a domain grow to ``WORKER_RECENT_ITEMS``; with 200 of them a filtered query cost twice what
+in a domain grow to ``WORKER_RECENT_ITEMS``; with 100 of them a filtered query cost twice what
 this module's way costs (``python -m bench.store_probe --data synthetic --consumed 200``: 0.38
-against 0.19 ms a query, 36k items). Few of them are ever among the nearest items: for the
-Food/Kitchen users, 2-3 of the top 26 on average and 4-6 at the 90th percentile, whatever
-their history's length (README, "Vector-store queries"). So a query asks for
+against 0.19 ms a query, 36k items). Few of them are ever among the nearest items: 1.35 of the
+top 26 on average and 5 at most for the Food/Kitchen users of that probe (README,
+"Vector-store queries"). So a query asks for
 ``k + min(len(excluded), OVERFETCH)`` hits with no filter and drops the excluded ones; only
 when they crowd out so many that fewer than ``k`` remain from a full page is it asked again
 with the filter (``plan.exact`` says when that cannot happen). The hits are the same as the
