@@ -305,24 +305,19 @@ class EdgeStore:
             shard = shards.get(domain)
             if shard is None:
                 continue  # no item of this domain was ever stored
-            plans = [overfetch.plan(qs[i]) for i in live]
-            batch = [self._request(qs[i], p.limit, False) for i, p in zip(live, plans, strict=True)]
-            with engine_errors("querying items (batch)"):
-                results = shard.query_batch(qe.QueryBatchRequest(batch))
-            again = []
-            for i, p, points in zip(live, plans, results, strict=True):
-                hits = overfetch.keep(self._hits(points), len(points), p, qs[i].k)
-                if hits is None:
-                    again.append(i)
-                else:
-                    out[i] = hits
-            if again:
-                batch = [self._request(qs[i], qs[i].k, True) for i in again]
-                with engine_errors("querying items (batch)"):
-                    results = shard.query_batch(qe.QueryBatchRequest(batch))
-                for i, points in zip(again, results, strict=True):
-                    out[i] = self._hits(points)
+            answers = overfetch.query_batch([qs[i] for i in live], self._asker(shard))
+            for i, hits in zip(live, answers, strict=True):
+                out[i] = hits
         return out
+
+    def _asker(self, shard: qe.EdgeShard) -> overfetch.Ask:
+        def ask(requests: list[tuple[ItemQuery, int, bool]]) -> list[tuple[list[Hit], int]]:
+            batch = qe.QueryBatchRequest([self._request(q, n, f) for q, n, f in requests])
+            with engine_errors("querying items (batch)"):
+                results = shard.query_batch(batch)
+            return [(self._hits(points), len(points)) for points in results]
+
+        return ask
 
     def _item_names(self) -> dict[int, tuple[str, str]]:
         """Point id (as ``UUID.int``) -> (item id, domain) of every item, read once.

@@ -15,13 +15,16 @@ filtered query's, up to the engine's approximation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from store.base import Hit, ItemQuery
 
 #: Extra hits a query asks for in place of its exclusions (see the module docstring).
 OVERFETCH = 16
+
+#: One engine batch: (query, limit, with the exclusion filter) -> (hits, points returned) each.
+Ask = Callable[[list[tuple[ItemQuery, int, bool]]], list[tuple[list[Hit], int]]]
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,22 @@ def keep(hits: Sequence[Hit], page: int, p: Overfetch, k: int) -> list[Hit] | No
     if len(kept) >= k or p.exact or page < p.limit:
         return kept[:k]
     return None
+
+
+def query_batch(qs: Sequence[ItemQuery], ask: Ask) -> list[list[Hit]]:
+    """Answer ``qs`` (all k > 0) with one unfiltered engine batch, then one filtered batch for
+    the queries whose exclusions crowded out their page (usually none)."""
+    plans = [plan(q) for q in qs]
+    pages = ask([(q, p.limit, False) for q, p in zip(qs, plans, strict=True)])
+    out: list[list[Hit]] = []
+    again = []
+    for i, (q, p, (hits, page)) in enumerate(zip(qs, plans, pages, strict=True)):
+        kept = keep(hits, page, p, q.k)
+        out.append(kept if kept is not None else [])
+        if kept is None:
+            again.append(i)
+    if again:
+        filtered = ask([(qs[i], qs[i].k, True) for i in again])
+        for i, (hits, _) in zip(again, filtered, strict=True):
+            out[i] = hits
+    return out

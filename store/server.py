@@ -219,24 +219,16 @@ class ServerStore:
         out: list[list[Hit]] = [[] for _ in qs]
         if not live:
             return out
-        plans = [overfetch.plan(qs[i]) for i in live]
-        requests = [self._request(qs[i], p.limit, False) for i, p in zip(live, plans, strict=True)]
-        with engine_errors("querying items (batch)"):
-            responses = self.client.query_batch_points(self._items, requests)
-        again = []
-        for i, p, resp in zip(live, plans, responses, strict=True):
-            hits = overfetch.keep(_hits(resp.points), len(resp.points), p, qs[i].k)
-            if hits is None:
-                again.append(i)
-            else:
-                out[i] = hits
-        if again:
-            requests = [self._request(qs[i], qs[i].k, True) for i in again]
-            with engine_errors("querying items (batch)"):
-                responses = self.client.query_batch_points(self._items, requests)
-            for i, resp in zip(again, responses, strict=True):
-                out[i] = _hits(resp.points)
+        answers = overfetch.query_batch([qs[i] for i in live], self._ask)
+        for i, hits in zip(live, answers, strict=True):
+            out[i] = hits
         return out
+
+    def _ask(self, requests: list[tuple[ItemQuery, int, bool]]) -> list[tuple[list[Hit], int]]:
+        batch = [self._request(q, n, f) for q, n, f in requests]
+        with engine_errors("querying items (batch)"):
+            responses = self.client.query_batch_points(self._items, batch)
+        return [(_hits(r.points), len(r.points)) for r in responses]
 
     # -- users -----------------------------------------------------------------------------
 
