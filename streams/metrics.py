@@ -51,8 +51,9 @@ PUBLISH_ACK_SECONDS = Histogram(
 )
 PUBLISH_PENDING_SECONDS = Gauge(
     "xrec_publish_pending_seconds",
-    "Age of the behaviour batch still waiting for the broker's acknowledgements (0: none); "
-    "xrec_publish_ack_seconds sees a batch only once acknowledged, this one while it waits",
+    "Age of the oldest behaviour batch on its way to the broker, from its first send until all "
+    "of it is acknowledged (0: none); xrec_publish_ack_seconds sees a batch only once "
+    "acknowledged, this one while it waits",
     registry=REGISTRY,
 )
 EVENT_TO_RECOMMENDATION_SECONDS = Histogram(
