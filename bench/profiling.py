@@ -17,6 +17,8 @@ import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from streams.demo import metric_sum
+
 _STAGE = re.compile(r'^xrec_stage_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)$')
 
 
@@ -53,12 +55,7 @@ def histogram_mean_ms(before: str, after: str, name: str) -> dict | None:
     """Count and mean (ms) of an unlabelled histogram's observations between two scrapes."""
 
     def sums(text: str) -> tuple[float, float]:
-        values = {"sum": 0.0, "count": 0.0}
-        for line in text.splitlines():
-            for kind in values:
-                if line.startswith(f"{name}_{kind} "):
-                    values[kind] = float(line.split()[1])
-        return values["sum"], values["count"]
+        return metric_sum(text, f"{name}_sum"), metric_sum(text, f"{name}_count")
 
     (s0, n0), (s1, n1) = sums(before), sums(after)
     if n1 <= n0:

@@ -166,25 +166,24 @@ def _crowding(vecs: np.ndarray, domains: np.ndarray, queries: list) -> dict:
 
 
 def _asked_again(store: object, queries: list) -> float:
-    """Share of queries whose consumed items crowd out an over-fetched page (asked again)."""
-    import qdrant_edge as qe
-
+    """Share of queries whose consumed items crowd out an over-fetched page (asked again),
+    counted on the store's own over-fetch path (``store.overfetch.query_batch``)."""
     from store import overfetch
 
     again = 0
     for d in DOMAINS:
-        live = [q for q in queries if q.domain == d]
-        plans = [overfetch.plan(q) for q in live]
-        batch = [store._request(q, p.limit, False) for q, p in zip(live, plans, strict=True)]
-        results = store._items.get(d).query_batch(qe.QueryBatchRequest(batch))
-        for q, p, r in zip(live, plans, results, strict=True):
-            again += overfetch.keep(store._hits(r), len(r), p, q.k) is None
+        ask = store._asker(store._items.get(d))
+
+        def counting(requests: list, ask=ask) -> list:
+            nonlocal again
+            again += sum(filtered for _, _, filtered in requests)
+            return ask(requests)
+
+        overfetch.query_batch([q for q in queries if q.domain == d], counting)
     return again / max(len(queries), 1)
 
 
 def probe(data: str, items: int, users: int, consumed: int, repeat: int) -> dict:
-    import qdrant_edge as qe
-
     from store.base import ItemPoint, ItemQuery
     from store.edge import EdgeStore
     from store.settings import QdrantSettings
@@ -224,9 +223,11 @@ def probe(data: str, items: int, users: int, consumed: int, repeat: int) -> dict
             out: list[list[str]] = [[] for _ in qs]
             for d in DOMAINS:
                 live = [i for i, q in enumerate(qs) if q.domain == d]
-                batch = qe.QueryBatchRequest([store._request(qs[i], qs[i].k, True) for i in live])
-                for i, r in zip(live, store._items.get(d).query_batch(batch), strict=True):
-                    out[i] = [h.item_id for h in store._hits(r)]
+                ask = store._asker(store._items.get(d))  # the engine call, filter always on
+                for i, (hits, _) in zip(
+                    live, ask([(qs[i], qs[i].k, True) for i in live]), strict=True
+                ):
+                    out[i] = [h.item_id for h in hits]
             return out
 
         out["asked_again_share"] = round(_asked_again(store, queries), 4)

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench.drift_replay import processor_for
 from inference.bundle_model import BundleModel
-from inference.interest import InterestParams, UserState, apply_event
 from inference.online_projection import PartitionStats
-from inference.recency_mix import interest_before
+from streams.deadletter import SourceMessage
 from streams.table_codec import from_table
 from tests.fixtures.topic_reader import read_topic
 from tests.inference.test_bundle_model import PER, TOPICS
@@ -45,27 +47,20 @@ def _events(users: int, per_user: int, seed: int) -> list[dict]:
     return out
 
 
-def _folds_of_one_uninterrupted_pass(model: BundleModel, events: list[dict]) -> int:
-    """What the worker's model folds for these events, each once (one partition, in process):
-    per-user order is all that matters, as each event folds what its own user's state gives."""
-    params = model.interest_params(InterestParams())
-    states: dict[str, UserState] = {}
-    for k, e in enumerate(events):
-        st = states.setdefault(e["user_id"], UserState())
-        vec = model.bundle.input_vector(e["item_id"])
-        before = interest_before(st, e["domain"])
-        apply_event(
-            st,
-            event_id=e["event_id"],
-            domain=e["domain"],
-            action="purchase",
-            event_time=e["event_time"],
-            vector=vec,
-            item_id=e["item_id"],
-            rating=None,
-            params=params,
-        )
-        model.learn(st, e["domain"], 0, k, vec, before)
+def _folds_of_one_uninterrupted_pass(model: BundleModel, events: list[dict], tmp: Path) -> int:
+    """What the worker's processor folds for these events, each once, in process (one
+    partition): per-user order is all that matters, as each event folds its own user's state."""
+    proc, store, pool = processor_for(model, tmp)
+    table: dict[str, bytes] = {}
+    try:
+        for offset, e in enumerate(events):
+            msg = SourceMessage(
+                "behaviour", 0, offset, e["user_id"].encode(), json.dumps(e).encode(), 0.0
+            )
+            asyncio.run(proc.process([msg], table.get, lambda u, v, _m: table.__setitem__(u, v)))
+    finally:
+        pool.shutdown()
+        store.close()
     return model.online.version
 
 
@@ -83,7 +78,7 @@ def test_a_killed_worker_keeps_what_it_learned_and_learns_each_event_once(
     bundle = servable(seed=1)
     bundle.save(tmp_path / "bundle")
     events = _events(users=40, per_user=10, seed=3)
-    expected = _folds_of_one_uninterrupted_pass(BundleModel(bundle), events)
+    expected = _folds_of_one_uninterrupted_pass(BundleModel(bundle), events, tmp_path / "pass")
     w = make_worker()
     w.extra_env = {"WORKER_BUNDLE_DIR": str(tmp_path / "bundle")}
     w.start()
