@@ -10,6 +10,7 @@ next batch meanwhile (:mod:`streams.publish`, :mod:`streams.changelog`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -163,7 +164,22 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             _current_event.set(weakref.ref(events_by_pos[(msg.partition, msg.offset)]))
             projection[str(partition)] = to_table(value)
 
-        learned = LearnedState(lambda p: from_table(projection.get(str(p))), learned_set)
+        async def learned_durable() -> None:
+            # The batch's projection records are acknowledged before its user records are
+            # sent (LearnedState.durable): the two tables are two changelogs, not one write.
+            pending = projection.take_unacked()
+            if not pending:
+                return
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending), publish_timeout_s)
+            except TimeoutError:
+                fail_stop(f"learned statistics not acknowledged in {publish_timeout_s} s")
+            except Exception as exc:  # the producer already retried until its delivery timeout
+                fail_stop(f"sending learned statistics failed: {exc!r}")
+
+        learned = LearnedState(
+            lambda p: from_table(projection.get(str(p))), learned_set, learned_durable
+        )
         out = await behaviour_proc.process(
             msgs, lambda u: from_table(users.get(u)), state_set, learned
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,10 +59,17 @@ class BatchOutput:
 
 @dataclass(frozen=True)
 class LearnedState:
-    """Table accessors for what the model learns per source partition (online projections)."""
+    """Table accessors for what the model learns per source partition (online projections).
+
+    ``durable``, when given, is awaited after a batch's learned records are set and before
+    any of its user states is: it returns once those records reached the broker. A crash
+    between the two then replays events whose folds are stored (skipped by their offsets),
+    never events applied to a user but not folded.
+    """
 
     get: Callable[[int], bytes | None]
     set: Callable[[int, bytes, SourceMessage], None]
+    durable: Callable[[], Awaitable[None]] | None = None
 
 
 class _Timer:
@@ -165,12 +172,16 @@ class BehaviourProcessor:
                     self._learn(st, ev.domain, m, learned, added, before)
                 else:
                     out.duplicates += 1
-            for user, (m, _) in last.items():
-                state_set(user, dumps(states[user]), m)
             if learned is not None and last:
                 self._store_learned(last, learned)
-            for domain in {ev.domain for _, ev in last.values()}:
-                SHORT_TERM_WEIGHT.labels(domain).set(self.model.short_weight_of(domain))
+        if learned is not None and learned.durable is not None and last:
+            with _Timer("learned_ack"):
+                await learned.durable()
+        with _Timer("state_store"):
+            for user, (m, _) in last.items():
+                state_set(user, dumps(states[user]), m)
+        for domain in {ev.domain for _, ev in last.values()}:
+            SHORT_TERM_WEIGHT.labels(domain).set(self.model.short_weight_of(domain))
         EVENTS.labels(self.topic, "applied").inc(out.applied)
         EVENTS.labels(self.topic, "duplicate").inc(out.duplicates)
         if last:
