@@ -8,7 +8,6 @@ one recommendation per target domain (for the user's last event of the batch).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,25 +17,22 @@ from inference.blend import InterestModel
 from inference.errors import InvalidEventError, ModelError
 from inference.interest import InterestParams, UserState, apply_event, dumps, loads, rebase
 from inference.recency_mix import InterestBefore, interest_before
-from store.base import ItemQuery, UserPoint, VectorStore
+from store.base import VectorStore
 from streams.deadletter import DeadLetter, SourceMessage, reject
 from streams.metrics import (
     DRIFT_DETECTIONS,
     ENCODER_TEXTS,
-    EVENT_TO_RECOMMENDATION_SECONDS,
     EVENTS,
     PROJECTION_UPDATES,
-    RECOMMENDATION_EMPTY,
-    RECOMMENDATIONS,
     SHORT_TERM_WEIGHT,
     STAGE_SECONDS,
 )
 from streams.ratelimit import UserRateLimit
+from streams.recommend import Recommender
 from streams.records import (
     Action,
     BehaviourEvent,
     Recommendation,
-    ScoredItem,
     parse_behaviour,
 )
 from streams.resilience import StoreCaller
@@ -72,17 +68,6 @@ class LearnedState:
     durable: Callable[[], Awaitable[None]] | None = None
 
 
-class _Timer:
-    def __init__(self, stage: str) -> None:
-        self.stage = stage
-
-    def __enter__(self) -> None:
-        self.t = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        STAGE_SECONDS.labels(self.stage).observe(time.perf_counter() - self.t)
-
-
 class BehaviourProcessor:
     """Applies behaviour batches to user state and turns them into recommendations."""
 
@@ -103,6 +88,7 @@ class BehaviourProcessor:
         self.store = store
         self.call_store = call_store
         self.encode = encode  # async: list[str] -> np.ndarray
+        self.recommender = Recommender(settings=settings, store=store, call_store=call_store)
         self.topic = topic
         self.rate_limit = UserRateLimit(settings.user_rate_per_s, settings.user_burst)
 
@@ -119,12 +105,12 @@ class BehaviourProcessor:
         projection table); without it that is kept in memory only.
         """
         out = BatchOutput()
-        with _Timer("parse"):
+        with STAGE_SECONDS.labels("parse").time():
             events = self._parse(msgs, out)
         if not events:
             return out
         states: dict[str, UserState] = {}
-        with _Timer("state_load"):
+        with STAGE_SECONDS.labels("state_load").time():
             for _, ev in events:
                 if ev.user_id not in states:
                     states[ev.user_id] = loads(state_get(ev.user_id))
@@ -139,7 +125,7 @@ class BehaviourProcessor:
         fresh_keys = {(m.partition, m.offset) for m, _ in fresh}
         vectors = await self._vectors(fresh, out)
         last: dict[str, tuple[SourceMessage, BehaviourEvent]] = {}
-        with _Timer("state_update"):
+        with STAGE_SECONDS.labels("state_update").time():
             for m, ev in events:
                 key = (m.partition, m.offset)
                 if key in limited:
@@ -175,9 +161,9 @@ class BehaviourProcessor:
             if learned is not None and last:
                 self._store_learned(last, learned)
         if learned is not None and learned.durable is not None and last:
-            with _Timer("learned_ack"):
+            with STAGE_SECONDS.labels("learned_ack").time():
                 await learned.durable()
-        with _Timer("state_store"):
+        with STAGE_SECONDS.labels("state_store").time():
             for user, (m, _) in last.items():
                 state_set(user, dumps(states[user]), m)
         for domain in {ev.domain for _, ev in last.values()}:
@@ -185,7 +171,7 @@ class BehaviourProcessor:
         EVENTS.labels(self.topic, "applied").inc(out.applied)
         EVENTS.labels(self.topic, "duplicate").inc(out.duplicates)
         if last:
-            await self._recommend(last, states, out)
+            out.recommendations = await self.recommender.recommend(self.model, last, states)
         return out
 
     async def _rebase_stale(self, states: dict[str, UserState]) -> None:
@@ -198,7 +184,7 @@ class BehaviourProcessor:
         if not stale:
             return
         ids = sorted({i for st in stale for d in st.domains.values() for i in d.recent})
-        with _Timer("state_rebase"):
+        with STAGE_SECONDS.labels("state_rebase").time():
             items = await self.call_store("get_items", self.store.get_items, ids) if ids else {}
             inputs = {}
             for item_id, item in items.items():
@@ -295,7 +281,7 @@ class BehaviourProcessor:
     ) -> dict[tuple[int, int], object]:
         """Vector per event offset: the item's vector, the encoded text, or a blend of both."""
         item_ids = sorted({i for _, ev in events for i in ev.items()})
-        with _Timer("item_lookup"):
+        with STAGE_SECONDS.labels("item_lookup").time():
             items = (
                 await self.call_store("get_items", self.store.get_items, item_ids)
                 if item_ids
@@ -308,7 +294,7 @@ class BehaviourProcessor:
         ]
         text_vecs: dict[tuple[int, int], np.ndarray] = {}
         if texts:
-            with _Timer("encode"):
+            with STAGE_SECONDS.labels("encode").time():
                 encoded = await self.encode([t for _, t in texts])
             ENCODER_TEXTS.labels("behaviour").inc(len(texts))
             text_vecs = {off: v for (off, _), v in zip(texts, encoded, strict=True)}
@@ -329,62 +315,6 @@ class BehaviourProcessor:
                 vec = tv if vec is None else 0.5 * (vec + tv)
             result[key] = vec
         return result
-
-    async def _recommend(
-        self,
-        last: dict[str, tuple[SourceMessage, BehaviourEvent]],
-        states: dict[str, UserState],
-        out: BatchOutput,
-    ) -> None:
-        targets = self.settings.target_domains or sorted(
-            await self.call_store("domains", self.store.domains)
-        )
-        queries: list[ItemQuery] = []
-        meta: list[tuple[str, str, object]] = []
-        users: list[UserPoint] = []
-        with _Timer("blend"):
-            for user in last:
-                state = states[user]
-                for target in targets:
-                    q = self.model.query(state, target)
-                    if q is None or not np.isfinite(q.vector).all() or not q.vector.any():
-                        RECOMMENDATION_EMPTY.inc()
-                        continue
-                    queries.append(
-                        ItemQuery(
-                            q.vector, target, self.settings.top_k, tuple(state.consumed(target))
-                        )
-                    )
-                    meta.append((user, target, q))
-                    users.append(UserPoint(user, target, q.vector))
-        if not queries:
-            return
-        with _Timer("store_query"):
-            results = await self.call_store("query_items", self.store.query_items_batch, queries)
-        with _Timer("store_upsert_users"):
-            await self.call_store("upsert_users", self.store.upsert_users, users)
-        now = time.time()
-        version = self.model.serving_version
-        strategies: dict[str, int] = {}
-        for (user, target, q), hits in zip(meta, results, strict=True):
-            m, ev = last[user]
-            out.recommendations.append(
-                Recommendation(
-                    user_id=user,
-                    domain=target,
-                    source_event_id=ev.event_id,
-                    items=tuple(ScoredItem(h.item_id, round(h.score, 6)) for h in hits),
-                    model_version=version,
-                    strategy=q.strategy,
-                    weights=q.weights,
-                    event_time=ev.event_time,
-                    produced_at=now,
-                )
-            )
-            strategies[q.strategy] = strategies.get(q.strategy, 0) + 1
-            EVENT_TO_RECOMMENDATION_SECONDS.observe(max(0.0, now - m.timestamp_s))
-        for strategy, n in strategies.items():
-            RECOMMENDATIONS.labels(strategy).inc(n)
 
 
 _MISSING = object()

@@ -13,9 +13,9 @@ import numpy as np
 from inference.blend import InterestModel
 from inference.errors import InvalidEventError, ModelError
 from store.base import ItemPoint, VectorStore
-from streams.behaviour import BatchOutput, _Timer
+from streams.behaviour import BatchOutput
 from streams.deadletter import SourceMessage, reject
-from streams.metrics import ENCODER_TEXTS, EVENTS
+from streams.metrics import ENCODER_TEXTS, EVENTS, STAGE_SECONDS
 from streams.records import CatalogueEvent, parse_catalogue
 from streams.resilience import StoreCaller
 from streams.settings import WorkerSettings
@@ -45,7 +45,7 @@ class CatalogueProcessor:
         """Upsert (or delete) every valid item of the batch; dead-letter the rest."""
         out = BatchOutput()
         latest: dict[str, tuple[SourceMessage, CatalogueEvent]] = {}
-        with _Timer("catalogue_parse"):
+        with STAGE_SECONDS.labels("catalogue_parse").time():
             for m in msgs:
                 try:
                     ev = parse_catalogue(
@@ -69,7 +69,7 @@ class CatalogueProcessor:
                     out.dead_letters.append(reject(m, "unknown_domain", str(exc)))
                     continue
                 points.append(ItemPoint(ev.item_id, ev.domain, np.asarray(vec, np.float32)))
-            with _Timer("store_upsert_items"):
+            with STAGE_SECONDS.labels("store_upsert_items").time():
                 await self.call_store("upsert_items", self.store.upsert_items, points)
             EVENTS.labels(self.topic, "upserted").inc(len(points))
         if deletes:
@@ -91,7 +91,7 @@ class CatalogueProcessor:
         todo = [i for i, (_, ev) in enumerate(upserts) if not fitted(ev.item_id)]
         out: list[np.ndarray | None] = [None] * len(upserts)
         if todo:
-            with _Timer("encode"):
+            with STAGE_SECONDS.labels("encode").time():
                 vecs = await self.encode([upserts[i][1].text() for i in todo])
             ENCODER_TEXTS.labels("catalogue").inc(len(todo))
             for i, v in zip(todo, vecs, strict=True):

@@ -1,0 +1,102 @@
+"""From updated user states to recommendation records: query, rank, upsert the user vectors.
+
+One query per (user, target domain) of a micro-batch, all sent to the vector store as one
+batch; a user's consumed items in the domain are excluded. Each user vector is upserted next to
+its recommendation so the users collection always holds what the last recommendation used.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from inference.blend import InterestModel
+from inference.interest import UserState
+from store.base import ItemQuery, UserPoint, VectorStore
+from streams.deadletter import SourceMessage
+from streams.metrics import (
+    EVENT_TO_RECOMMENDATION_SECONDS,
+    RECOMMENDATION_EMPTY,
+    RECOMMENDATIONS,
+    STAGE_SECONDS,
+)
+from streams.records import BehaviourEvent, Recommendation, ScoredItem
+from streams.resilience import StoreCaller
+from streams.settings import WorkerSettings
+
+
+class Recommender:
+    """Turns a batch's last event per user into one recommendation per target domain."""
+
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        store: VectorStore,
+        call_store: StoreCaller,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.call_store = call_store
+
+    async def recommend(
+        self,
+        model: InterestModel,
+        last: dict[str, tuple[SourceMessage, BehaviourEvent]],
+        states: dict[str, UserState],
+    ) -> list[Recommendation]:
+        """Recommendations for the users of ``last`` (their state after the batch), each naming
+        the user's last event of the batch as its source. ``model`` is the one serving now (a
+        bundle reload swaps it between batches)."""
+        targets = self.settings.target_domains or sorted(
+            await self.call_store("domains", self.store.domains)
+        )
+        queries: list[ItemQuery] = []
+        meta: list[tuple[str, str, object]] = []
+        users: list[UserPoint] = []
+        with STAGE_SECONDS.labels("blend").time():
+            for user in last:
+                state = states[user]
+                for target in targets:
+                    q = model.query(state, target)
+                    if q is None or not np.isfinite(q.vector).all() or not q.vector.any():
+                        RECOMMENDATION_EMPTY.inc()
+                        continue
+                    consumed = tuple(state.consumed(target))
+                    queries.append(ItemQuery(q.vector, target, self.settings.top_k, consumed))
+                    meta.append((user, target, q))
+                    users.append(UserPoint(user, target, q.vector))
+        if not queries:
+            return []
+        with STAGE_SECONDS.labels("store_query").time():
+            results = await self.call_store("query_items", self.store.query_items_batch, queries)
+        with STAGE_SECONDS.labels("store_upsert_users").time():
+            await self.call_store("upsert_users", self.store.upsert_users, users)
+        return self._records(model.serving_version, last, meta, results)
+
+    @staticmethod
+    def _records(version: str, last: dict, meta: list, results: list) -> list[Recommendation]:
+        now = time.time()
+        out: list[Recommendation] = []
+        strategies: dict[str, int] = {}
+        for (user, target, q), hits in zip(meta, results, strict=True):
+            m, ev = last[user]
+            out.append(
+                Recommendation(
+                    user_id=user,
+                    domain=target,
+                    source_event_id=ev.event_id,
+                    items=tuple(ScoredItem(h.item_id, round(h.score, 6)) for h in hits),
+                    model_version=version,
+                    strategy=q.strategy,
+                    weights=q.weights,
+                    event_time=ev.event_time,
+                    produced_at=now,
+                )
+            )
+            strategies[q.strategy] = strategies.get(q.strategy, 0) + 1
+            EVENT_TO_RECOMMENDATION_SECONDS.observe(max(0.0, now - m.timestamp_s))
+        for strategy, n in strategies.items():
+            RECOMMENDATIONS.labels(strategy).inc(n)
+        return out
