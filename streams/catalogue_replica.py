@@ -6,8 +6,10 @@ between the workers and each store would hold only its share of the items, so ev
 partition lands on a worker would be recommended from part of the catalogue. With such a store
 each worker reads every partition of the catalogue topic itself, outside the group (the way a
 Kafka Streams global table is fed), from a position recorded next to the store: the vectors and
-the position they were read to live and go together. Wipe ``QDRANT_PATH`` and the worker reads
-the catalogue again from the start; keep it and a restart resumes where the store stopped.
+the position they were read to live and go together. Partitions added to the topic later are
+picked up from the metadata the client refreshes and read from their start. Wipe
+``QDRANT_PATH`` and the worker reads the catalogue again from the start; keep it and a restart
+resumes where the store stopped.
 
 A crash replays at most the batches after the last recorded position and never skips one: the
 position is written after the store holds the batch (Qdrant Edge writes its log before an update
@@ -47,6 +49,9 @@ POSITION_FILE = "catalogue-position.json"
 #: Food/Kitchen items: 190 and 196 s with this reader, 194 s for the group agent with 20 ms,
 #: the same evening; catalogue_index_s in bench/results/stream-steps/15-*, 16-*, 18-*).
 FETCH_WAIT_MS = 500
+#: How often the replica's client refreshes the topic's metadata: partitions added to the
+#: catalogue topic are read (from their start) within this time. One small request per period.
+METADATA_MAX_AGE_MS = 60_000
 
 
 class CataloguePosition:
@@ -129,6 +134,7 @@ class CatalogueReplica:
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # also when the recorded offset is gone (new topic)
             fetch_max_wait_ms=FETCH_WAIT_MS,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         await consumer.start()
         try:
@@ -168,6 +174,7 @@ class CatalogueReplica:
         targets: dict[int, int] = {}
         since_idle = 0
         while True:
+            tps = await self._grow(consumer, tps, offsets)
             fetched = await consumer.getmany(timeout_ms=self.within_ms, max_records=self.batch_size)
             msgs = [
                 SourceMessage(r.topic, r.partition, r.offset, r.key, r.value, _seconds(r.timestamp))
@@ -197,6 +204,30 @@ class CatalogueReplica:
             if len(msgs) < self.batch_size and since_idle:
                 await self.on_idle(since_idle)
                 since_idle = 0
+
+    async def _grow(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], offsets: dict[int, int]
+    ) -> list[TopicPartition]:
+        """``tps`` with the partitions added to the topic since they were assigned, which are
+        read from their start; the others go on from ``offsets``. Without this a worker would
+        never read the items that land on new partitions, and dead-letter their events."""
+        known = {tp.partition for tp in tps}
+        added = sorted(set(consumer.partitions_for_topic(self.topic) or ()) - known)
+        if not added:
+            return tps
+        grown = [*tps, *(TopicPartition(self.topic, p) for p in added)]
+        consumer.assign(grown)  # replaces the assignment: every position is set again
+        for tp in grown:
+            if tp.partition in known:
+                consumer.seek(tp, offsets[tp.partition])
+            else:
+                await consumer.seek_to_beginning(tp)
+        log.warning(
+            "catalogue %s: partitions %s were added; reading them from the start",
+            self.topic,
+            added,
+        )
+        return grown
 
     @staticmethod
     def _reached(targets: dict[int, int], offsets: dict[int, int], n: int) -> bool:

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from streams.catalogue_replica import POSITION_FILE, CataloguePosition, CatalogueReplica
 from streams.client import produce
@@ -125,3 +126,49 @@ def test_an_empty_catalogue_is_caught_up_at_once(broker, tmp_path, unique) -> No
     run = Run(kafka, tmp_path)
     asyncio.run(run.until_caught_up(timeout_s=15))
     assert run.seen == [] and run.idle_calls == []
+
+
+def test_partitions_added_to_the_topic_are_read_from_their_start(
+    broker, tmp_path, unique, monkeypatch
+) -> None:
+    """Tansu cannot add partitions (no CreatePartitions), so the one fake here is the
+    replica's view of the topic's metadata: it shows partitions 0 and 1 of the four until the
+    "growth", as a refreshed metadata response would after partitions were added. Fetches,
+    positions and seeks are the real broker's."""
+    kafka = tagged_kafka(broker.bootstrap, f"rep-{unique}")
+    records = _items("g", 60)
+    asyncio.run(produce(kafka, kafka.catalogue_topic, records, "item_id"))
+    visible = {0, 1}
+    real = AIOKafkaConsumer.partitions_for_topic
+
+    def partitions_for_topic(self, topic):
+        parts = real(self, topic)
+        return parts & visible if topic == kafka.catalogue_topic and parts else parts
+
+    monkeypatch.setattr(AIOKafkaConsumer, "partitions_for_topic", partitions_for_topic)
+    run = Run(kafka, tmp_path)
+
+    async def grow() -> None:
+        task = asyncio.ensure_future(run.replica.run())
+        try:
+            await asyncio.wait_for(run.replica.caught_up.wait(), 30)
+            await asyncio.sleep(0.3)
+            assert {m.partition for m in run.seen} == {0, 1}
+            visible.update({2, 3})
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(run.seen) < len(records):
+                assert not task.done(), task.result()
+                assert asyncio.get_running_loop().time() < deadline, "added partitions unread"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # nothing read twice meanwhile
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(grow())
+    assert sorted(run.item_ids()) == sorted(r["item_id"] for r in records)
+    assert {m.partition for m in run.seen} == {0, 1, 2, 3}
+    position = json.loads((tmp_path / POSITION_FILE).read_text())
+    assert {int(p): o for p, o in position["offsets"].items()} == dict(
+        Counter(m.partition for m in run.seen)
+    )
