@@ -163,6 +163,12 @@ class BehaviourProcessor:
         if learned is not None and learned.durable is not None and last:
             with STAGE_SECONDS.labels("learned_ack").time():
                 await learned.durable()
+        if last:
+            out.recommendations = await self.recommender.recommend(self.model, last, states)
+        # Written last: a batch that raised before this point left every user state as it
+        # was, so the agent's event-by-event retry applies its events again and dead-letters
+        # only the one that fails. What the model learned from the failed attempt stays, and
+        # its offsets keep the retry from learning it twice.
         with STAGE_SECONDS.labels("state_store").time():
             for user, (m, _) in last.items():
                 state_set(user, dumps(states[user]), m)
@@ -170,8 +176,6 @@ class BehaviourProcessor:
             SHORT_TERM_WEIGHT.labels(domain).set(self.model.short_weight_of(domain))
         EVENTS.labels(self.topic, "applied").inc(out.applied)
         EVENTS.labels(self.topic, "duplicate").inc(out.duplicates)
-        if last:
-            out.recommendations = await self.recommender.recommend(self.model, last, states)
         return out
 
     async def _rebase_stale(self, states: dict[str, UserState]) -> None:

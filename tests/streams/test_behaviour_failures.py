@@ -1,0 +1,121 @@
+"""A batch whose processing raises leaves user state as it was, so the agent's event-by-event
+retry (streams.app.process_singly) applies every other event and isolates the one that fails.
+
+Processor-level, with the real Qdrant Edge store and model bundle; the failure is injected
+into the store's query call (an unexpected bug that one user's query triggers), which no real
+input can provoke on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bench.drift_bench import fit_world_bundle
+from bench.drift_replay import processor_for
+from inference.bundle_model import BundleModel
+from inference.interest import loads
+from streams.deadletter import SourceMessage
+from synth.drift import SOURCE, TARGET, DriftWorld
+
+
+@pytest.fixture(scope="module")
+def world_and_bundle():
+    world = DriftWorld(seed=0)
+    return world, fit_world_bundle(world)
+
+
+def _messages(world: DriftWorld, users: int, per_user: int) -> list[SourceMessage]:
+    """Users alternating the two domains within one topic each, taking turns."""
+    events = []
+    for n in range(per_user):
+        for u in range(users):
+            domain = (SOURCE, TARGET)[n % 2]
+            events.append(
+                {
+                    "event_id": f"u{u}-{n}",
+                    "user_id": f"u{u}",
+                    "domain": domain,
+                    "action": "purchase",
+                    "item_id": world.items[domain, u % world.topics][n],
+                    "event_time": 1.7e9 + n,
+                }
+            )
+    return [
+        SourceMessage("behaviour", 0, k, e["user_id"].encode(), json.dumps(e).encode(), 0.0)
+        for k, e in enumerate(events)
+    ]
+
+
+def _poisoned(store, item_id: str):
+    """The store's batch query, raising when a query excludes ``item_id`` (its user bought it)."""
+    real = store.query_items_batch
+
+    def query_items_batch(queries):
+        if any(item_id in q.exclude_item_ids for q in queries):
+            raise RuntimeError("injected: a bug one user's query triggers")
+        return real(queries)
+
+    return query_items_batch
+
+
+def test_a_failed_batch_writes_no_state_and_the_retry_isolates_the_failing_event(
+    world_and_bundle, tmp_path
+) -> None:
+    world, bundle = world_and_bundle
+    msgs = _messages(world, users=6, per_user=6)
+    first, batch = msgs[:6], msgs[6:]  # every user's first event, then the rest in one batch
+    poison = batch[-1]  # the last event of user u5: their query excludes its item
+    poison_item = json.loads(poison.value)["item_id"]
+    clean_folds = _folds_of_a_clean_pass(bundle, msgs, tmp_path / "clean")
+
+    model = BundleModel(bundle)
+    proc, store, pool = processor_for(model, tmp_path / "qdrant", top_k=5)
+    table: dict[str, bytes] = {}
+
+    def run(m: list[SourceMessage]):
+        return asyncio.run(proc.process(m, table.get, lambda u, v, _m: table.__setitem__(u, v)))
+
+    try:
+        run(first)
+        store.query_items_batch = _poisoned(store, poison_item)
+        written = dict(table)
+        with pytest.raises(RuntimeError, match="injected"):
+            run(batch)
+        assert table == written  # nothing of the failed batch reached the table
+
+        failed, recommended = [], set()
+        for m in batch:  # what the agent does next
+            try:
+                out = run([m])
+            except RuntimeError:
+                failed.append(m)
+                continue
+            recommended |= {r.source_event_id for r in out.recommendations}
+    finally:
+        pool.shutdown()
+        store.close()
+    assert failed == [poison]
+    others = [m for m in batch if m is not poison]
+    assert recommended == {json.loads(m.value)["event_id"] for m in others}
+    applied = {u: loads(v).events_applied for u, v in table.items()}
+    assert applied == {f"u{u}": 6 for u in range(5)} | {"u5": 5}
+    # what the model learned from the failed attempt is kept once: the retry folds nothing again
+    assert model.online.version == clean_folds
+
+
+def _folds_of_a_clean_pass(bundle, msgs: list[SourceMessage], path) -> int:
+    """The folds of one pass over the same batches without the fault, the failing event
+    included (the failed attempt learned from it before its query failed)."""
+    model = BundleModel(bundle)
+    proc, store, pool = processor_for(model, path, top_k=5)
+    table: dict[str, bytes] = {}
+    try:
+        for part in (msgs[:6], msgs[6:]):
+            asyncio.run(proc.process(part, table.get, lambda u, v, _m: table.__setitem__(u, v)))
+    finally:
+        pool.shutdown()
+        store.close()
+    return model.online.version
