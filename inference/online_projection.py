@@ -88,6 +88,7 @@ class OnlineProjections:
         self.params = params
         self.rank = min(int(bundle.fit_info.get("transfer_rank", 32)), bundle.input_dim)
         self.parts: dict[int, PartitionStats] = {}
+        self._saved: dict[int, int] = {}  # folds of each partition as last read or written
         self.detector = PageHinkley()
         self.hold = 0  # updates left with fast forgetting
         self.updates = 0
@@ -210,8 +211,11 @@ class OnlineProjections:
     def restore(self, partition: int, raw: bytes | None) -> None:
         """Load a partition's statistics (at start, or when the partition is assigned)."""
         part = PartitionStats.loads(raw)
+        self._saved[partition] = part.folded
         if part.space != self.bundle.version:  # learned for another bundle: start afresh,
             part = PartitionStats(offset=part.offset, space=self.bundle.version)  # once
+            if raw:  # the table holds the other bundle's: write this one over it
+                self._saved[partition] = -1
         self.parts[partition] = part
         for key in {k for p in self.parts.values() for k in p.stats}:
             source, target = key.split("->")
@@ -222,6 +226,7 @@ class OnlineProjections:
         """Drop what revoked ``partitions`` contributed: another worker learns them now, and
         if they come back, their statistics are read again from the table, not this copy."""
         for partition in partitions:
+            self._saved.pop(partition, None)
             part = self.parts.pop(partition, None)
             if part is None:
                 continue
@@ -230,6 +235,15 @@ class OnlineProjections:
                 self._dirty.add((source, target))
             self._mix_dirty.update(part.mix)
 
+    def changed(self, partition: int) -> bool:
+        """Whether the partition folded anything since its statistics were last read or
+        written. Only then does the table need a record: events that advanced the offset
+        without a fold fold nothing when replayed either (same states, same decisions)."""
+        part = self.parts.get(partition)
+        return part is not None and part.folded != self._saved.get(partition, 0)
+
     def dumps(self, partition: int) -> bytes:
-        """A partition's statistics for the projection table."""
-        return self.parts.get(partition, PartitionStats(space=self.bundle.version)).dumps()
+        """A partition's statistics for the projection table (counted as written)."""
+        part = self.parts.get(partition, PartitionStats(space=self.bundle.version))
+        self._saved[partition] = part.folded
+        return part.dumps()

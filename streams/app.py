@@ -170,12 +170,13 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             pending = projection.take_unacked()
             if not pending:
                 return
-            try:
-                await asyncio.wait_for(asyncio.gather(*pending), publish_timeout_s)
-            except TimeoutError:
+            # asyncio.wait, not wait_for: a stopping agent must not cancel Faust's futures
+            done, late = await asyncio.wait(pending, timeout=publish_timeout_s)
+            if late:
                 fail_stop(f"learned statistics not acknowledged in {publish_timeout_s} s")
-            except Exception as exc:  # the producer already retried until its delivery timeout
-                fail_stop(f"sending learned statistics failed: {exc!r}")
+            failed = [f for f in done if f.cancelled() or f.exception() is not None]
+            if failed:  # the producer already retried until its delivery timeout
+                fail_stop(f"sending learned statistics failed: {failed[0]!r}")
 
         learned = LearnedState(
             lambda p: from_table(projection.get(str(p))), learned_set, learned_durable

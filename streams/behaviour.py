@@ -68,7 +68,28 @@ class LearnedState:
     durable: Callable[[], Awaitable[None]] | None = None
 
 
-class BehaviourProcessor:
+class ServesModel:
+    """A processor whose model a bundle reload replaces between two batches, never inside one:
+    the reload offers it (:meth:`serve`, from a timer task that can run while a batch awaits)
+    and the processor takes it when its next batch starts (:meth:`_take_served`)."""
+
+    model: InterestModel
+    _served: tuple[InterestModel, InterestParams | None] | None = None
+
+    def serve(self, model: InterestModel, params: InterestParams | None = None) -> None:
+        """Serve ``model`` (with ``params``, when the processor has any) from the next batch."""
+        self._served = (model, params)
+
+    def _take_served(self) -> None:
+        if self._served is None:
+            return
+        self.model, params = self._served
+        self._served = None
+        if params is not None:
+            self.params = params
+
+
+class BehaviourProcessor(ServesModel):
     """Applies behaviour batches to user state and turns them into recommendations."""
 
     def __init__(
@@ -104,6 +125,7 @@ class BehaviourProcessor:
         ``learned`` stores what the model learns online per source partition (the worker's
         projection table); without it that is kept in memory only.
         """
+        self._take_served()
         out = BatchOutput()
         with STAGE_SECONDS.labels("parse").time():
             events = self._parse(msgs, out)
@@ -125,6 +147,7 @@ class BehaviourProcessor:
         fresh_keys = {(m.partition, m.offset) for m, _ in fresh}
         vectors = await self._vectors(fresh, out)
         last: dict[str, tuple[SourceMessage, BehaviourEvent]] = {}
+        newest: dict[int, SourceMessage] = {}
         with STAGE_SECONDS.labels("state_update").time():
             for m, ev in events:
                 key = (m.partition, m.offset)
@@ -152,14 +175,15 @@ class BehaviourProcessor:
                 if applied:
                     out.applied += 1
                     last[ev.user_id] = (m, ev)
+                    newest[m.partition] = m  # a batch holds a partition's events in order
                     # only what raised the short-term interest can carry a change on
                     w = self.params.weight(ev.action.value, ev.rating)
                     added = vec if w > 0 else None
                     self._learn(st, ev.domain, m, learned, added, before)
                 else:
                     out.duplicates += 1
-            if learned is not None and last:
-                self._store_learned(last, learned)
+            if learned is not None and newest:
+                self._store_learned(newest, learned)
         if learned is not None and learned.durable is not None and last:
             with STAGE_SECONDS.labels("learned_ack").time():
                 await learned.durable()
@@ -229,19 +253,15 @@ class BehaviourProcessor:
                 sorted(partitions),
             )
 
-    def _store_learned(
-        self, last: dict[str, tuple[SourceMessage, BehaviourEvent]], learned: LearnedState
-    ) -> None:
+    def _store_learned(self, newest: dict[int, SourceMessage], learned: LearnedState) -> None:
+        """A record per partition that folded something in the batch (``newest``: each
+        partition's last applied message, which routes the record to its partition)."""
         online = getattr(self.model, "online", None)
         if online is None:
             return
-        newest: dict[int, SourceMessage] = {}
-        for m, _ in last.values():
-            cur = newest.get(m.partition)
-            if cur is None or m.offset > cur.offset:
-                newest[m.partition] = m
         for partition, m in newest.items():
-            learned.set(partition, online.dumps(partition), m)
+            if online.changed(partition):
+                learned.set(partition, online.dumps(partition), m)
 
     def _admit(
         self, m: SourceMessage, ev: BehaviourEvent, state: UserState, out: BatchOutput

@@ -13,7 +13,7 @@ import numpy as np
 from inference.blend import InterestModel
 from inference.errors import InvalidEventError, ModelError
 from store.base import ItemPoint, VectorStore
-from streams.behaviour import BatchOutput
+from streams.behaviour import BatchOutput, ServesModel
 from streams.deadletter import SourceMessage, reject
 from streams.metrics import ENCODER_TEXTS, EVENTS, STAGE_SECONDS
 from streams.records import CatalogueEvent, parse_catalogue
@@ -21,7 +21,7 @@ from streams.resilience import StoreCaller
 from streams.settings import WorkerSettings
 
 
-class CatalogueProcessor:
+class CatalogueProcessor(ServesModel):
     """Turns catalogue batches into item vectors in the store."""
 
     def __init__(
@@ -43,6 +43,7 @@ class CatalogueProcessor:
 
     async def process(self, msgs: Sequence[SourceMessage]) -> BatchOutput:
         """Upsert (or delete) every valid item of the batch; dead-letter the rest."""
+        self._take_served()
         out = BatchOutput()
         latest: dict[str, tuple[SourceMessage, CatalogueEvent]] = {}
         with STAGE_SECONDS.labels("catalogue_parse").time():

@@ -24,7 +24,7 @@ from inference.drift import DriftParams
 from inference.errors import ConfigError, RecommenderError
 from inference.interest import InterestParams
 from store.base import ItemPoint, VectorStore, chunks
-from streams.behaviour import BehaviourProcessor
+from streams.behaviour import BehaviourProcessor, ServesModel
 from streams.catalogue import CatalogueProcessor
 from streams.heap import freeze_heap
 from streams.metrics import ENCODER_BATCH, ENCODER_DEVICE, ENCODER_SECONDS, MODEL, STAGE_SECONDS
@@ -54,7 +54,7 @@ class Runtime:
     gc_freeze: bool = False  # WORKER_GC_FREEZE (see streams.heap)
 
     def __post_init__(self) -> None:
-        self._processors: list = []
+        self._processors: list[ServesModel] = []
         self.call_store = store_caller(self.store, self.store_thread, self.max_backoff_s)
         ENCODER_DEVICE.labels(self.encoder.provider).set(1)
         MODEL.info({"version": self.model.version, "provider": str(self.encoder.provider)})
@@ -148,10 +148,8 @@ class Runtime:
             return False
         self.model = model
         self.params = model.interest_params(self.params)
-        for proc in self._processors:
-            proc.model = model
-            if hasattr(proc, "params"):
-                proc.params = self.params
+        for proc in self._processors:  # each takes it when its next batch starts
+            proc.serve(model, self.params if hasattr(proc, "params") else None)
         MODEL.info({"version": model.version, "provider": str(self.encoder.provider)})
         log.info("now serving %s", model.version)
         self.settle_heap("bundle reload")  # frees the old model's reference cycles

@@ -11,12 +11,13 @@ import pytest
 from bench.drift_bench import fit_world_bundle
 from bench.drift_replay import processor_for
 from inference.bundle_model import BundleModel
+from inference.drift import DriftParams
 from inference.interest import loads
 from inference.online_projection import PartitionStats
 from streams.behaviour import LearnedState
 from streams.deadletter import SourceMessage
 from streams.metrics import REGISTRY
-from synth.drift import TARGET, DriftWorld, Scenario
+from synth.drift import SOURCE, TARGET, DriftWorld, Scenario
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +122,81 @@ def test_a_crash_between_the_learned_and_the_user_records_folds_each_event_once(
     assert _stored_folds(learned) == expected
     applied = {u: loads(v).events_applied for u, v in users.items()}
     assert applied == {u: loads(v).events_applied for u, v in ref_users.items()}
+
+
+def _event(user: str, domain: str, item: str, n: int) -> dict:
+    return {
+        "event_id": f"{user}-{n}",
+        "user_id": user,
+        "domain": domain,
+        "action": "purchase",
+        "item_id": item,
+        "event_time": 1.7e9 + n,
+    }
+
+
+def test_every_partition_that_learned_gets_its_record_and_only_those(bundle, tmp_path) -> None:
+    """A user's events can span partitions within a batch (unkeyed events, a topic that
+    gained partitions): each partition that folded something gets its record, not only the
+    partition of the user's last event; a batch that folded nothing writes none."""
+    world = DriftWorld(seed=0)
+    model = BundleModel(bundle)
+    proc, store, pool = processor_for(model, tmp_path / "qdrant", top_k=5)
+    users: dict[str, bytes] = {}
+    learned: dict[int, bytes] = {}
+    state = LearnedState(learned.get, lambda p, v, _m: learned.__setitem__(p, v))
+
+    def run(events: list[tuple[int, int, dict]]) -> None:
+        msgs = [
+            SourceMessage("behaviour", p, o, None, json.dumps(e).encode(), 0.0)
+            for p, o, e in events
+        ]
+        asyncio.run(proc.process(msgs, users.get, lambda u, v, _m: users.__setitem__(u, v), state))
+
+    src, tgt = world.items[SOURCE, 0], world.items[TARGET, 0]
+    try:
+        run([(0, 0, _event("u", SOURCE, src[0], 0))])  # a first event: nothing to learn
+        assert learned == {} and model.online.version == 0
+        run(
+            [
+                (1, 0, _event("u", TARGET, tgt[0], 1)),  # now in two domains: a pair folds
+                (0, 1, _event("u", SOURCE, src[1], 2)),
+                (1, 1, _event("u", TARGET, tgt[1], 3)),  # the user's last event
+            ]
+        )
+    finally:
+        pool.shutdown()
+        store.close()
+    stored = {p: PartitionStats.loads(raw) for p, raw in learned.items()}
+    assert set(stored) == {0, 1}
+    assert {p: s.offset for p, s in stored.items()} == {0: 1, 1: 1}
+    assert sum(s.folded for s in stored.values()) == model.online.version > 0
+
+
+def test_a_reload_during_a_batch_is_served_from_the_next_batch(bundle, tmp_path) -> None:
+    """A bundle reload is a timer task: it can run while a batch awaits (here: inside the
+    wait for the learned records). The batch ends on the model it started with."""
+    adaptive = BundleModel(bundle)
+    static = BundleModel(bundle, drift=DriftParams(adaptive=False))  # version without "+N"
+    proc, store, pool = processor_for(adaptive, tmp_path / "qdrant", top_k=5)
+    batches = _batches(DriftWorld(seed=0).stream(Scenario.NONE, size=200).events, size=100)
+    users: dict[str, bytes] = {}
+    learned: dict[int, bytes] = {}
+
+    async def reload_meanwhile() -> None:
+        proc.serve(static)
+
+    state = LearnedState(learned.get, lambda p, v, _m: learned.__setitem__(p, v), reload_meanwhile)
+    try:
+        outs = [
+            asyncio.run(
+                proc.process(msgs, users.get, lambda u, v, _m: users.__setitem__(u, v), state)
+            )
+            for msgs in batches[:2]
+        ]
+    finally:
+        pool.shutdown()
+        store.close()
+    first, second = ({r.model_version for r in out.recommendations} for out in outs)
+    assert first and all("+" in v for v in first)  # the adaptive model's, to the end
+    assert second == {static.serving_version}

@@ -136,7 +136,7 @@ def test_partitions_added_to_the_topic_are_read_from_their_start(
     "growth", as a refreshed metadata response would after partitions were added. Fetches,
     positions and seeks are the real broker's."""
     kafka = tagged_kafka(broker.bootstrap, f"rep-{unique}")
-    records = _items("g", 60)
+    records, later = _items("g", 60), _items("h", 40)
     asyncio.run(produce(kafka, kafka.catalogue_topic, records, "item_id"))
     visible = {0, 1}
     real = AIOKafkaConsumer.partitions_for_topic
@@ -155,8 +155,10 @@ def test_partitions_added_to_the_topic_are_read_from_their_start(
             await asyncio.sleep(0.3)
             assert {m.partition for m in run.seen} == {0, 1}
             visible.update({2, 3})
+            # more on every partition: the known ones go on from where they were
+            await produce(kafka, kafka.catalogue_topic, later, "item_id")
             deadline = asyncio.get_running_loop().time() + 30
-            while len(run.seen) < len(records):
+            while len(run.seen) < len(records) + len(later):
                 assert not task.done(), task.result()
                 assert asyncio.get_running_loop().time() < deadline, "added partitions unread"
                 await asyncio.sleep(0.1)
@@ -166,7 +168,7 @@ def test_partitions_added_to_the_topic_are_read_from_their_start(
             await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(grow())
-    assert sorted(run.item_ids()) == sorted(r["item_id"] for r in records)
+    assert sorted(run.item_ids()) == sorted(r["item_id"] for r in records + later)
     assert {m.partition for m in run.seen} == {0, 1, 2, 3}
     position = json.loads((tmp_path / POSITION_FILE).read_text())
     assert {int(p): o for p, o in position["offsets"].items()} == dict(
