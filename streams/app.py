@@ -10,7 +10,6 @@ next batch meanwhile (:mod:`streams.publish`, :mod:`streams.changelog`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
@@ -164,26 +163,20 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             _current_event.set(weakref.ref(events_by_pos[(msg.partition, msg.offset)]))
             projection[str(partition)] = to_table(value)
 
-        async def learned_durable() -> None:
-            # The batch's projection records are acknowledged before its user records are
-            # sent (LearnedState.durable): the two tables are two changelogs, not one write.
-            pending = projection.take_unacked()
-            if not pending:
-                return
-            # asyncio.wait, not wait_for: a stopping agent must not cancel Faust's futures
-            done, late = await asyncio.wait(pending, timeout=publish_timeout_s)
-            if late:
-                fail_stop(f"learned statistics not acknowledged in {publish_timeout_s} s")
-            failed = [f for f in done if f.cancelled() or f.exception() is not None]
-            if failed:  # the producer already retried until its delivery timeout
-                fail_stop(f"sending learned statistics failed: {failed[0]!r}")
+        def learned_first() -> None:
+            # The batch's user records reach the broker only after its learned records are
+            # acknowledged (two changelogs, see LearnedState); the agent does not wait.
+            users.send_after(projection.pending())
 
         learned = LearnedState(
-            lambda p: from_table(projection.get(str(p))), learned_set, learned_durable
+            lambda p: from_table(projection.get(str(p))), learned_set, learned_first
         )
-        out = await behaviour_proc.process(
-            msgs, lambda u: from_table(users.get(u)), state_set, learned
-        )
+        try:
+            out = await behaviour_proc.process(
+                msgs, lambda u: from_table(users.get(u)), state_set, learned
+            )
+        finally:
+            users.release()
         start = time.perf_counter()
         publishing.sending()
         await send_dead_letters(out.dead_letters, deliveries)

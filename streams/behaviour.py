@@ -8,7 +8,7 @@ one recommendation per target domain (for the user's last event of the batch).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,15 +57,16 @@ class BatchOutput:
 class LearnedState:
     """Table accessors for what the model learns per source partition (online projections).
 
-    ``durable``, when given, is awaited after a batch's learned records are set and before
-    any of its user states is: it returns once those records reached the broker. A crash
-    between the two then replays events whose folds are stored (skipped by their offsets),
-    never events applied to a user but not folded.
+    ``before_user_state``, when given, is called after a batch's learned records are set and
+    before any of its user states is. It must see to it that those user records reach the
+    broker only after these learned records did (the worker holds them back until then, see
+    :mod:`streams.changelog`). A crash in between then replays events whose folds are stored
+    (skipped by their offsets), never events applied to a user but not folded.
     """
 
     get: Callable[[int], bytes | None]
     set: Callable[[int, bytes, SourceMessage], None]
-    durable: Callable[[], Awaitable[None]] | None = None
+    before_user_state: Callable[[], None] | None = None
 
 
 class ServesModel:
@@ -184,9 +185,8 @@ class BehaviourProcessor(ServesModel):
                     out.duplicates += 1
             if learned is not None and newest:
                 self._store_learned(newest, learned)
-        if learned is not None and learned.durable is not None and last:
-            with STAGE_SECONDS.labels("learned_ack").time():
-                await learned.durable()
+        if learned is not None and learned.before_user_state is not None and last:
+            learned.before_user_state()
         if last:
             out.recommendations = await self.recommender.recommend(self.model, last, states)
         # Written last: a batch that raised before this point left every user state as it

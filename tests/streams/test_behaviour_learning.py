@@ -78,15 +78,17 @@ def test_a_crash_between_the_learned_and_the_user_records_folds_each_event_once(
     bundle, tmp_path
 ) -> None:
     """The users and projection tables are two changelogs: the processor waits for the
-    learned records (LearnedState.durable) before it writes any user state, so a crash in
+    learned records (LearnedState.before_user_state) before it writes any user state, so a crash in
     between leaves events folded but not applied, which the replay applies and does not fold
     again. Tables here are dicts (no broker: the ordering is the processor's)."""
     events = DriftWorld(seed=0).stream(Scenario.NONE, size=600).events
     batches = _batches(events, size=50)
 
-    def run(model, path, users, learned, todo, durable=None) -> None:
+    def run(model, path, users, learned, todo, before_user_state=None) -> None:
         proc, store, pool = processor_for(model, path, top_k=5)
-        state = LearnedState(learned.get, lambda p, v, _m: learned.__setitem__(p, v), durable)
+        state = LearnedState(
+            learned.get, lambda p, v, _m: learned.__setitem__(p, v), before_user_state
+        )
         try:
             for msgs in todo:
                 asyncio.run(
@@ -108,7 +110,7 @@ def test_a_crash_between_the_learned_and_the_user_records_folds_each_event_once(
     run(BundleModel(bundle), tmp_path / "a", users, learned, batches[:crash_at])
     before_crash, folds_before = dict(users), _stored_folds(learned)
 
-    async def crash() -> None:
+    def crash() -> None:
         raise _Crash
 
     with pytest.raises(_Crash):
@@ -174,8 +176,9 @@ def test_every_partition_that_learned_gets_its_record_and_only_those(bundle, tmp
 
 
 def test_a_reload_during_a_batch_is_served_from_the_next_batch(bundle, tmp_path) -> None:
-    """A bundle reload is a timer task: it can run while a batch awaits (here: inside the
-    wait for the learned records). The batch ends on the model it started with."""
+    """A bundle reload is a timer task: it can run while a batch awaits (encoding, a store
+    call on a thread); here it is offered from the learned-state hook, mid-batch. The batch
+    ends on the model it started with."""
     adaptive = BundleModel(bundle)
     static = BundleModel(bundle, drift=DriftParams(adaptive=False))  # version without "+N"
     proc, store, pool = processor_for(adaptive, tmp_path / "qdrant", top_k=5)
@@ -183,7 +186,7 @@ def test_a_reload_during_a_batch_is_served_from_the_next_batch(bundle, tmp_path)
     users: dict[str, bytes] = {}
     learned: dict[int, bytes] = {}
 
-    async def reload_meanwhile() -> None:
+    def reload_meanwhile() -> None:
         proc.serve(static)
 
     state = LearnedState(learned.get, lambda p, v, _m: learned.__setitem__(p, v), reload_meanwhile)

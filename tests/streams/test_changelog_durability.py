@@ -3,7 +3,8 @@
 * ``streams.consumer``: Faust's table recovery must read each changelog partition to its true
   end. Tansu lists the end of a partition short (the base offset of its last record batch).
 * ``streams.changelog``: a batch may only be acknowledged once the broker holds its changelog
-  records; ``AckedTable.take_unacked`` hands over exactly those.
+  records; ``AckedTable.take_unacked`` hands over exactly those, and a table can hold its
+  records back until another's are acknowledged (``send_after``/``release``).
 """
 
 from __future__ import annotations
@@ -84,3 +85,65 @@ def test_take_unacked_hands_over_every_changelog_record_once(broker: LocalBroker
     first, again = asyncio.run(run())
     assert (first, again) == (50, 0)
     assert len(read_topic(kafka, changelog)) == 50
+
+
+def test_held_records_reach_the_broker_after_their_gate_and_in_order(
+    broker: LocalBroker, unique: str
+):
+    """``send_after``/``release``: the user records of a batch wait for its learned records
+    (here a future the test resolves), later batches' records queue behind them, and a failed
+    gate fails the held records' futures (so the batch is never acknowledged)."""
+    kafka = KafkaSettings(bootstrap=broker.bootstrap)
+    app_id = f"held-{unique}"
+    changelog = f"{app_id}-u-changelog"
+
+    async def run() -> tuple[list, list, BaseException | None]:
+        app = faust.App(app_id, broker=kafka.broker_url, Table=AckedTable, key_serializer="raw")
+        schema = faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        table = app.Table("u", partitions=1, schema=schema)
+        await app.producer.start()
+        loop = asyncio.get_running_loop()
+        try:
+            gate = loop.create_future()
+            table.send_after([gate])
+            # In an agent the table takes the partition from the current event (and checks
+            # its source topic against the broker's metadata); outside one, this stands in.
+            table.partition_for_key = lambda key: 0
+            for i in range(5):
+                table[f"k{i}".encode()] = b"first"  # the path the worker's sets take
+            table.release()
+            table.send_after([])  # nothing to wait for, but the first batch is still held
+            for i in range(5):
+                table.send_changelog(0, f"k{i}".encode(), b"second")
+            table.release()
+            pending = table.take_unacked()
+            await asyncio.sleep(0.5)
+            held = await loop.run_in_executor(None, read_topic, kafka, changelog)
+            gate.set_result(None)
+            await asyncio.gather(*pending)
+            landed = await loop.run_in_executor(None, read_topic, kafka, changelog)
+
+            failing = loop.create_future()
+            table.send_after([failing])
+            table.send_changelog(0, b"k0", b"never")
+            table.release()
+            (doomed,) = table.take_unacked()
+            failing.set_exception(RuntimeError("the learned record was not delivered"))
+            error = None
+            try:
+                await asyncio.wait_for(doomed, 5)
+            except RuntimeError as exc:
+                error = exc
+            return held, landed, error
+        finally:
+            await app.producer.stop()
+
+    held, landed, error = asyncio.run(run())
+    assert held == []
+    assert [(k, v) for k, v, _ in landed] == [(f"k{i}".encode(), b"first") for i in range(5)] + [
+        (f"k{i}".encode(), b"second") for i in range(5)
+    ]
+    assert error is not None and "not delivered" in str(error)
+    assert [v for _, v, _ in read_topic(kafka, changelog)].count(b"never") == 0
