@@ -152,13 +152,8 @@ class CatalogueReplica:
                 "KAFKA_CATALOGUE_TOPIC (the worker creates its topics at start)"
             )
         tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
         stored = self.position.load()
-        for tp in tps:
-            if tp.partition in stored:
-                consumer.seek(tp, stored[tp.partition])
-            else:
-                await consumer.seek_to_beginning(tp)
+        await _place(consumer, tps, stored)
         log.info(
             "catalogue %s: reading all %d partitions into this worker's store from %s",
             self.topic,
@@ -216,12 +211,7 @@ class CatalogueReplica:
         if not added:
             return tps
         grown = [*tps, *(TopicPartition(self.topic, p) for p in added)]
-        consumer.assign(grown)  # replaces the assignment: every position is set again
-        for tp in grown:
-            if tp.partition in known:
-                consumer.seek(tp, offsets[tp.partition])
-            else:
-                await consumer.seek_to_beginning(tp)
+        await _place(consumer, grown, offsets)  # a new assignment: every position set again
         log.warning(
             "catalogue %s: partitions %s were added; reading them from the start",
             self.topic,
@@ -232,6 +222,18 @@ class CatalogueReplica:
     @staticmethod
     def _reached(targets: dict[int, int], offsets: dict[int, int], n: int) -> bool:
         return len(targets) == n and all(offsets[p] >= end for p, end in targets.items())
+
+
+async def _place(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], offsets: dict[int, int]
+) -> None:
+    """Assign ``tps``, each at its offset in ``offsets``, else at its beginning."""
+    consumer.assign(tps)
+    for tp in tps:
+        if tp.partition in offsets:
+            consumer.seek(tp, offsets[tp.partition])
+        else:
+            await consumer.seek_to_beginning(tp)
 
 
 def _seconds(timestamp_ms: int | None) -> float:
