@@ -153,14 +153,31 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         """Process a batch and send what it produced, each send's delivery into ``deliveries``
         (a failed attempt's sends too: they are on their way all the same)."""
 
+        # take_events batches span partitions, and a table writes a key to the current
+        # event's partition (its changelog partition; RocksDB also keeps a database per
+        # partition and reads a key from the current event's alone): before each read and
+        # write, point the table at an event of the key's partition.
+        of_key = {m.key: events_by_pos[(m.partition, m.offset)] for m in msgs if m.key}
+        of_partition = {m.partition: events_by_pos[(m.partition, m.offset)] for m in msgs}
+
+        def point_at(event: Any) -> None:
+            # None: no event of that key here (it will be rejected); every partition is read
+            _current_event.set(weakref.ref(event) if event is not None else None)
+
+        def state_get(user: str) -> bytes | None:
+            point_at(of_key.get(user.encode()))
+            return from_table(users.get(user))
+
         def state_set(user: str, value: bytes, msg: SourceMessage) -> None:
-            # take_events batches span partitions: point the table at this user's event so the
-            # changelog record lands on the partition the user's events come from.
-            _current_event.set(weakref.ref(events_by_pos[(msg.partition, msg.offset)]))
+            point_at(events_by_pos[(msg.partition, msg.offset)])
             users[user] = to_table(value)
 
+        def learned_get(partition: int) -> bytes | None:
+            point_at(of_partition.get(partition))
+            return from_table(projection.get(str(partition)))
+
         def learned_set(partition: int, value: bytes, msg: SourceMessage) -> None:
-            _current_event.set(weakref.ref(events_by_pos[(msg.partition, msg.offset)]))
+            point_at(events_by_pos[(msg.partition, msg.offset)])
             projection[str(partition)] = to_table(value)
 
         def learned_first() -> None:
@@ -168,13 +185,9 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             # acknowledged (two changelogs, see LearnedState); the agent does not wait.
             users.send_after(projection.pending())
 
-        learned = LearnedState(
-            lambda p: from_table(projection.get(str(p))), learned_set, learned_first
-        )
+        learned = LearnedState(learned_get, learned_set, learned_first)
         try:
-            out = await behaviour_proc.process(
-                msgs, lambda u: from_table(users.get(u)), state_set, learned
-            )
+            out = await behaviour_proc.process(msgs, state_get, state_set, learned)
         finally:
             users.release()
         start = time.perf_counter()
