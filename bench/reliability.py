@@ -243,9 +243,7 @@ def fuzz_worker(workers: _Workers, examples: int) -> dict:
     world = bi.fuzz_world()
     ws = WorkerSettings()
     limits = bi.Limits(ws.max_text_chars, ws.max_event_bytes)
-    behaviour = bi.sample(
-        bi.behaviour_stream(world, limits, bi.unique_ids(), null_keys=False), examples, 1
-    )
+    behaviour = bi.sample(bi.behaviour_stream(world, limits, bi.unique_ids()), examples, 1)
     catalogue = bi.sample(bi.catalogue_stream(limits, prefix="wcat", max_size=30), examples // 3, 2)
     w = workers.new()
     w.start()

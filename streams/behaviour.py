@@ -293,9 +293,13 @@ class BehaviourProcessor(ServesModel):
             except InvalidEventError as exc:
                 out.dead_letters.append(reject(m, exc.reason, exc.message))
                 continue
-            if m.key is not None and m.key.decode("utf-8", "replace") != ev.user_id:
-                # A wrong key would put this user's events on two partitions and break ordering.
-                out.dead_letters.append(reject(m, "bad_key", f"key {m.key[:64]!r} != user_id"))
+            if m.key is None or m.key.decode("utf-8", "replace") != ev.user_id:
+                # Another key, or none (spread over partitions by the producer), would put this
+                # user's events on several partitions: their order and state would split.
+                why = "no key" if m.key is None else f"key {m.key[:64]!r}"
+                out.dead_letters.append(
+                    reject(m, "bad_key", f"{why}: behaviour events are keyed by their user_id")
+                )
                 continue
             events.append((m, ev))
         return events

@@ -138,8 +138,8 @@ def _event(user: str, domain: str, item: str, n: int) -> dict:
 
 
 def test_every_partition_that_learned_gets_its_record_and_only_those(bundle, tmp_path) -> None:
-    """A user's events can span partitions within a batch (unkeyed events, a topic that
-    gained partitions): each partition that folded something gets its record, not only the
+    """A user's events can span partitions within a batch (a topic that gained partitions
+    moves users): each partition that folded something gets its record, not only the
     partition of the user's last event; a batch that folded nothing writes none."""
     world = DriftWorld(seed=0)
     model = BundleModel(bundle)
@@ -150,7 +150,7 @@ def test_every_partition_that_learned_gets_its_record_and_only_those(bundle, tmp
 
     def run(events: list[tuple[int, int, dict]]) -> None:
         msgs = [
-            SourceMessage("behaviour", p, o, None, json.dumps(e).encode(), 0.0)
+            SourceMessage("behaviour", p, o, b"u", json.dumps(e).encode(), 0.0)
             for p, o, e in events
         ]
         asyncio.run(proc.process(msgs, users.get, lambda u, v, _m: users.__setitem__(u, v), state))

@@ -178,7 +178,7 @@ def test_worker_dead_letters_generated_bad_input_and_applies_the_rest(make_worke
     in the dead-letter topic with its reason, every valid one is applied exactly once."""
     world = fuzz_world()
     limits = Limits(WorkerSettings().max_text_chars, WorkerSettings().max_event_bytes)
-    behaviour = sample(behaviour_stream(world, limits, unique_ids(), null_keys=False), 14, at=1)
+    behaviour = sample(behaviour_stream(world, limits, unique_ids()), 14, at=1)
     catalogue = sample(catalogue_stream(limits, prefix="wcat", max_size=30), 5, at=2)
     w = make_worker()
     w.start()
