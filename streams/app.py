@@ -129,9 +129,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
     async def send_dead_letters(letters: Sequence[DeadLetter], deliveries: list[Delivery]) -> None:
         for dl in letters:
             deliveries.append(
-                await deadletters.send(
-                    key=dl.source.key, value=dl.source.value or b"", headers=dl.headers()
-                )
+                await deadletters.send(key=dl.key(), value=dl.value(), headers=dl.headers())
             )
 
     async def process_singly(
@@ -192,14 +190,20 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             users.release()
         start = time.perf_counter()
         publishing.sending()
-        await send_dead_letters(out.dead_letters, deliveries)
-        # Straight to the producer: Topic.send wraps every message in Faust's channel machinery
-        # (FutureMessage, codecs, callbacks), ~2 recommendations per event; the topic exists
-        # (ensure_topics), and the batch is acknowledged only once these deliveries resolved.
-        send, name = app.producer.send, recommendations.get_topic_name()
-        for rec in out.recommendations:
-            key, value = rec.user_id.encode(), rec.to_json()
-            deliveries.append(await send(name, key, value, None, None, None))
+        try:
+            await send_dead_letters(out.dead_letters, deliveries)
+            # Straight to the producer: Topic.send wraps every message in Faust's channel
+            # machinery (FutureMessage, codecs, callbacks), ~2 recommendations per event; the
+            # topic exists (ensure_topics), and the batch is acknowledged only once these
+            # deliveries resolved.
+            send, name = app.producer.send, recommendations.get_topic_name()
+            for rec in out.recommendations:
+                key, value = rec.user_id.encode(), rec.to_json()
+                deliveries.append(await send(name, key, value, None, None, None))
+        except Exception as exc:
+            # Not a poison event: the batch is applied, and retrying it event by event would
+            # find every event a duplicate and publish nothing. A restart replays it instead.
+            fail_stop(f"sending what {len(msgs)} events produced failed: {exc!r}")
         STAGE_SECONDS.labels("publish").observe(time.perf_counter() - start)
 
     async def run_catalogue(msgs: list[SourceMessage]) -> None:

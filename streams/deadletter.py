@@ -10,6 +10,14 @@ from streams.metrics import DEAD_LETTERS, EVENTS
 
 log = logging.getLogger(__name__)
 
+#: The most of a rejected record's value (and key) a dead letter carries. A record can be
+#: larger than what this worker's producer may send (Faust's ``producer_max_request_size``,
+#: 1,000,000 bytes, headers included) while the broker accepted it (Kafka's default
+#: ``message.max.bytes`` is 1,048,588): sending it whole would fail on every restart. A cut
+#: letter says so in its headers; the source topic, partition and offset name the original.
+MAX_DEAD_LETTER_BYTES = 512 * 1024
+MAX_DEAD_LETTER_KEY_BYTES = 1024
+
 
 @dataclass(frozen=True)
 class SourceMessage:
@@ -28,15 +36,25 @@ class SourceMessage:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message we could not process: sent unchanged to the dead-letter topic with headers."""
+    """A message we could not process: sent to the dead-letter topic with headers, unchanged
+    up to :data:`MAX_DEAD_LETTER_BYTES`."""
 
     source: SourceMessage
     reason: str
     message: str
 
+    def key(self) -> bytes | None:
+        """The original key, cut to :data:`MAX_DEAD_LETTER_KEY_BYTES`."""
+        key = self.source.key
+        return None if key is None else key[:MAX_DEAD_LETTER_KEY_BYTES]
+
+    def value(self) -> bytes:
+        """The original bytes, cut to :data:`MAX_DEAD_LETTER_BYTES`."""
+        return (self.source.value or b"")[:MAX_DEAD_LETTER_BYTES]
+
     def headers(self) -> list[tuple[str, bytes]]:
-        """Kafka headers that say why and from where; the value stays the original bytes."""
-        return [
+        """Kafka headers that say why and from where (and how much was cut, if any)."""
+        out = [
             ("x-error-reason", self.reason.encode()),
             ("x-error-message", self.message[:1000].encode("utf-8", "replace")),
             ("x-source-topic", self.source.topic.encode()),
@@ -44,6 +62,12 @@ class DeadLetter:
             ("x-source-offset", str(self.source.offset).encode()),
             ("x-dead-lettered-at", f"{time.time():.3f}".encode()),
         ]
+        size, key_size = len(self.source.value or b""), len(self.source.key or b"")
+        if size > MAX_DEAD_LETTER_BYTES or key_size > MAX_DEAD_LETTER_KEY_BYTES:
+            out.append(("x-truncated", b"true"))
+            out.append(("x-original-value-bytes", str(size).encode()))
+            out.append(("x-original-key-bytes", str(key_size).encode()))
+        return out
 
 
 def reject(msg: SourceMessage, reason: str, message: str) -> DeadLetter:

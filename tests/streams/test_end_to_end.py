@@ -12,6 +12,7 @@ from collections import defaultdict
 import pytest
 
 from inference.interest import loads
+from streams.deadletter import MAX_DEAD_LETTER_BYTES
 from streams.table_codec import from_table
 from synth.generator import SyntheticWorld, SynthUser
 from tests.fixtures.topic_reader import read_topic
@@ -126,6 +127,8 @@ def test_bad_events_are_dead_lettered_and_the_rest_served(make_worker) -> None:
         ),
         ({**base, "event_id": "b4", "item_id": "no-such-item"}, "unknown_item"),
         ({**base, "event_id": "b5", "event_time": -1}, "bad_time"),
+        # larger than the worker's producer may send (1,000,000 bytes): its letter is cut
+        ({**base, "event_id": "b6", "action": "search", "text": "y" * 1_010_000}, "oversize"),
     ]
     mixed = [good[0], *[b for b, _ in bad[:3]], *good[1:5], *[b for b, _ in bad[3:]], *good[5:]]
     w.wait_metric("xrec_events_total", len(world.items), outcome="upserted")
@@ -139,6 +142,9 @@ def test_bad_events_are_dead_lettered_and_the_rest_served(make_worker) -> None:
     assert (
         by_value[b"\x00\xffnot json at all"]["x-source-topic"].decode() == w.kafka.behaviour_topic
     )
+    (cut,) = [(v, h) for _, v, h in letters if b"x-truncated" in {k.encode() for k in h}]
+    assert len(cut[0]) == MAX_DEAD_LETTER_BYTES and cut[0].startswith(b'{"event_id": "b6"')
+    assert int(cut[1]["x-original-value-bytes"]) > 1_010_000
     recs = latest_recommendations(w.read(w.kafka.recommendations_topic))
     assert {u for u, _ in recs} == {u.user_id for u in users[:4]}
     assert w.proc is not None and w.proc.poll() is None  # still serving
