@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 import qdrant_edge as qe
 
-from inference.errors import StoreError
+from inference.errors import ConfigError, StoreError
 from store import overfetch
 from store.base import (
     DOMAIN_KEY,
@@ -109,6 +109,22 @@ class EdgeStore:
         self._users = shard
         return shard
 
+    def _refuse_resize(self, item_dim: int, user_dim: int) -> None:
+        """Shards holding vectors of another size cannot take these: refuse before closing
+        anything, so the store keeps serving what it holds (e.g. a bundle reload that
+        changed the vector size is refused and the old bundle goes on)."""
+        held = []
+        has_items = next(self._items.items(), None) is not None
+        if self._items_open and self._items.dim not in (None, item_dim) and has_items:
+            held.append(f"items of {self._items.dim} dimensions, not {item_dim}")
+        if self._users is not None and self._user_dim not in (None, user_dim):
+            held.append(f"users of {self._user_dim} dimensions, not {user_dim}")
+        if held:
+            raise ConfigError(
+                f"{self._settings.path} holds {' and '.join(held)}: a new vector size needs a "
+                "new QDRANT_PATH (restart the worker with it; the catalogue is read again)"
+            )
+
     def ensure_collections(self, item_dim: int, user_dim: int | None = None) -> None:
         """Open (or prepare) the item and user shards, checking their vector size."""
         user_dim = user_dim or item_dim
@@ -116,6 +132,7 @@ class EdgeStore:
             if dim < 1:
                 raise ValueError(f"{role} dimension must be >= 1, got {dim}")
         self._check_open()
+        self._refuse_resize(item_dim, user_dim)
         if not self._items_open or self._items.dim != item_dim:
             self._items.open_all(item_dim)  # item shards are created with their first item
             self._items_open = True

@@ -55,6 +55,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self._processors: list[ServesModel] = []
+        self._refused: str | None = None  # the last bundle version a reload refused
         self.call_store = store_caller(self.store, self.store_thread, self.max_backoff_s)
         ENCODER_DEVICE.labels(self.encoder.provider).set(1)
         MODEL.info({"version": self.model.version, "provider": str(self.encoder.provider)})
@@ -129,8 +130,9 @@ class Runtime:
             manifest = json.loads((folder / "manifest.json").read_text())
         except (OSError, ValueError):
             return False  # being rewritten, or gone: try again at the next tick
-        if f"bundle@{manifest.get('version')}" == self.model.version:
-            return False
+        version = f"bundle@{manifest.get('version')}"
+        if version in (self.model.version, self._refused):
+            return False  # serving it, or refused it (tried again when the version changes)
         loop = asyncio.get_running_loop()
         try:
             model = await loop.run_in_executor(
@@ -144,7 +146,8 @@ class Runtime:
             await self.call_store("seed_bundle", self.store.ensure_collections, model.stored_dim)
             await self._seed(model)
         except RecommenderError as exc:
-            log.error("not reloading bundle %s: %s", folder, exc)
+            log.error("not reloading bundle %s (%s): %s", folder, version, exc)
+            self._refused = version
             return False
         self.model = model
         self.params = model.interest_params(self.params)

@@ -208,6 +208,18 @@ def test_reopen_with_other_dimension_is_a_config_error(
         again.ensure_collections(DIM + 1)
 
 
+def test_an_open_store_refuses_another_dimension_and_keeps_serving(loaded) -> None:
+    """What a bundle reload of another vector size meets: a clear error, the store intact."""
+    store, points = loaded
+    q = np.ones(DIM)
+    before = [h.item_id for h in store.query_items(ItemQuery(q, "food", 4))]
+    with pytest.raises(ConfigError, match="QDRANT_"):
+        store.ensure_collections(DIM + 1)
+    assert store.count_items() == len(points)
+    assert [h.item_id for h in store.query_items(ItemQuery(q, "food", 4))] == before
+    store.ensure_collections(DIM)  # the size it has: fine
+
+
 def test_wrong_vectors_are_refused_before_the_engine(loaded) -> None:
     store, _ = loaded
     with pytest.raises(ValueError, match="dimensions"):
