@@ -36,12 +36,13 @@ def register_views(
 ) -> None:
     """Serve the two views and nothing else on the Faust web server.
 
-    ``ready`` in /healthz: the consumer is running, no rebalance is under way, and the worker's
-    store has read the catalogue up to where it stood at start (stores inside the worker).
-    ``status`` is ``degraded`` (HTTP 503) while the store is down or a batch has waited
-    ``publish_stall_s`` for the broker's acknowledgements: the worker rides either out (it
-    backs off, or waits up to the producer's request timeout before it stops), so a probe
-    should take it out of service, not restart it.
+    ``ready`` in /healthz: the worker has recovered its tables for its partitions, no
+    rebalance is under way, and its store has read the catalogue up to where it stood at start
+    (stores inside the worker); until then ``status`` is ``not_ready`` (HTTP 503), so a
+    rollout waits for it. ``status`` is ``degraded`` (HTTP 503) while the store is down or a
+    batch has waited ``publish_stall_s`` for the broker's acknowledgements: the worker rides
+    either out (it backs off, or waits up to the producer's request timeout before it stops),
+    so a probe should take it out of service, not restart it.
     """
     # Blueprints are applied when the server starts (Web.init_server): an empty manager here
     # means Faust's own views are never mounted. Checked against a running worker in
@@ -55,12 +56,13 @@ def register_views(
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         caught_up = catalogue_caught_up()
-        ready = app.rebalancing is False and app.consumer is not None and caught_up
+        recovered = app.tables.recovery.completed.is_set()  # set once, after the first join
+        ready = recovered and not app.rebalancing and caught_up
         pending = publish_pending_s()
         stalled = pending >= publish_stall_s
         healthy = runtime.call_store.available and not stalled
         status = {
-            "status": "ok" if healthy else "degraded",
+            "status": ("ok" if ready else "not_ready") if healthy else "degraded",
             "store_available": runtime.call_store.available,
             "publish_pending_s": round(pending, 3),
             "publish_stalled": stalled,
@@ -69,4 +71,4 @@ def register_views(
             "model_version": runtime.model.version,
             "encoder_provider": str(runtime.encoder.provider),
         }
-        return web.json(status, status=200 if healthy else 503)
+        return web.json(status, status=200 if healthy and ready else 503)
