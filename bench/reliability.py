@@ -175,7 +175,9 @@ def fuzz_in_process(model_dir: Path, root: Path, examples: int) -> dict:
     try:
         world = bi.fuzz_world()
         msgs = [
-            SourceMessage("catalogue", 0, n, None, json.dumps(e).encode(), time.time())
+            SourceMessage(
+                "catalogue", 0, n, e["item_id"].encode(), json.dumps(e).encode(), time.time()
+            )
             for n, e in enumerate(world.catalogue())
         ]
         asyncio.run(rt.catalogue_processor(ws, "catalogue").process(msgs))

@@ -57,6 +57,13 @@ class CatalogueProcessor(ServesModel):
                 except InvalidEventError as exc:
                     out.dead_letters.append(reject(m, exc.reason, exc.message))
                     continue
+                if m.key is None or m.key.decode("utf-8", "replace") != ev.item_id:
+                    # An item's versions apply in order only on one partition: its key's.
+                    why = "no key" if m.key is None else f"key {m.key[:64]!r}"
+                    out.dead_letters.append(
+                        reject(m, "bad_key", f"{why}: catalogue events are keyed by their item_id")
+                    )
+                    continue
                 latest[ev.item_id] = (m, ev)  # a later version of the same item in the batch wins
         upserts = [(m, ev) for m, ev in latest.values() if not ev.deleted]
         deletes = [ev.item_id for _, ev in latest.values() if ev.deleted]

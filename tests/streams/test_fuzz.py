@@ -61,7 +61,7 @@ def _settings(limits: Limits) -> WorkerSettings:
 def _load_world(rt: Runtime, ws: WorkerSettings) -> dict[str, str]:
     world = fuzz_world()
     msgs = [
-        SourceMessage("catalogue", 0, n, None, json.dumps(e).encode(), time.time())
+        SourceMessage("catalogue", 0, n, e["item_id"].encode(), json.dumps(e).encode(), time.time())
         for n, e in enumerate(world.catalogue())
     ]
     out = asyncio.run(rt.catalogue_processor(ws, "catalogue").process(msgs))

@@ -63,7 +63,7 @@ def test_items_per_event_is_limited_before_the_ids_are_validated() -> None:
 def _world_and_processor(runtime: Runtime, ws: WorkerSettings):
     world = SyntheticWorld(users=4, items_per_topic_domain=3, seed=3)
     msgs = [
-        SourceMessage("catalogue", 0, n, None, json.dumps(e).encode(), T0)
+        SourceMessage("catalogue", 0, n, e["item_id"].encode(), json.dumps(e).encode(), T0)
         for n, e in enumerate(world.catalogue())
     ]
     asyncio.run(runtime.catalogue_processor(ws, "catalogue").process(msgs))
