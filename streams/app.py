@@ -128,6 +128,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
 
     async def send_dead_letters(letters: Sequence[DeadLetter], deliveries: list[Delivery]) -> None:
         for dl in letters:
+            dl.count()
             deliveries.append(
                 await deadletters.send(key=dl.key(), value=dl.value(), headers=dl.headers())
             )

@@ -43,6 +43,11 @@ class DeadLetter:
     reason: str
     message: str
 
+    def count(self) -> None:
+        """Count the letter in the metrics, once, as it is sent."""
+        DEAD_LETTERS.labels(self.source.topic, self.reason).inc()
+        EVENTS.labels(self.source.topic, "deadletter").inc()
+
     def key(self) -> bytes | None:
         """The original key, cut to :data:`MAX_DEAD_LETTER_KEY_BYTES`."""
         key = self.source.key
@@ -71,8 +76,7 @@ class DeadLetter:
 
 
 def reject(msg: SourceMessage, reason: str, message: str) -> DeadLetter:
-    """Count and log a rejected message and wrap it for the dead-letter topic."""
-    DEAD_LETTERS.labels(msg.topic, reason).inc()
-    EVENTS.labels(msg.topic, "deadletter").inc()
+    """Log a rejected message and wrap it for the dead-letter topic (counted when sent:
+    a batch retried event by event rejects again what its failed attempt rejected)."""
     log.warning("dead-lettering %s: %s: %s", msg.where(), reason, message[:200])
     return DeadLetter(msg, reason, message)
