@@ -317,7 +317,12 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
 
         @app.timer(worker.bundle_reload_s)
         async def reload_bundle() -> None:
-            await runtime.maybe_reload(bundle_dir)
+            if await runtime.maybe_reload(bundle_dir) and replica is not None:
+                # Items the new bundle was not fitted on hold the old bundle's placement from
+                # their text: reading the catalogue again places them with the new one (the
+                # fitted items are not encoded again). A shared store keeps them until their
+                # next catalogue event.
+                replica.rewind()
 
     behaviour_name = behaviour_topic.get_topic_name()
 
