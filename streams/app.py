@@ -317,12 +317,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
 
         @app.timer(worker.bundle_reload_s)
         async def reload_bundle() -> None:
-            if await runtime.maybe_reload(bundle_dir) and replica is not None:
-                # Items the new bundle was not fitted on hold the old bundle's placement from
-                # their text: reading the catalogue again places them with the new one (the
-                # fitted items are not encoded again). A shared store keeps them until their
-                # next catalogue event.
-                replica.rewind()
+            await runtime.maybe_reload(bundle_dir)
 
     behaviour_name = behaviour_topic.get_topic_name()
 

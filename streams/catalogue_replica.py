@@ -125,12 +125,6 @@ class CatalogueReplica:
         self.apply = apply
         self.on_idle = on_idle
         self.caught_up = asyncio.Event()
-        self._rewind = False
-
-    def rewind(self) -> None:
-        """Read every partition again from its start (after a bundle reload: items the new
-        bundle was not fitted on are placed again, by the new bundle)."""
-        self._rewind = True
 
     async def run(self) -> None:
         """Read until cancelled (the worker stopping)."""
@@ -176,10 +170,6 @@ class CatalogueReplica:
         since_idle = 0
         while True:
             tps = await self._grow(consumer, tps, offsets)
-            if self._rewind:
-                self._rewind = False
-                await _place(consumer, tps, {})
-                log.info("catalogue %s: reading it again from the start", self.topic)
             fetched = await consumer.getmany(timeout_ms=self.within_ms, max_records=self.batch_size)
             msgs = [
                 SourceMessage(r.topic, r.partition, r.offset, r.key, r.value, _seconds(r.timestamp))

@@ -70,8 +70,5 @@ def test_refit_is_served_without_restart(make_worker, tmp_path) -> None:
     # served by v2, its projections refined online by N pairs since the reload: bundle@v2+N
     assert latest and all(r["model_version"].startswith(f"bundle@{v2.version}+") for r in latest)
     assert w.proc is not None and w.proc.poll() is None
-    log = w.log_path.read_text()
     # the old model's reference cycles are collected at once (WORKER_GC_FREEZE, default on)
-    assert "heap frozen after bundle reload" in log
-    # and the store reads the catalogue again, to place what the new bundle was not fitted on
-    assert "reading it again from the start" in log
+    assert "heap frozen after bundle reload" in w.log_path.read_text()

@@ -174,35 +174,3 @@ def test_partitions_added_to_the_topic_are_read_from_their_start(
     assert {int(p): o for p, o in position["offsets"].items()} == dict(
         Counter(m.partition for m in run.seen)
     )
-
-
-def test_rewind_reads_every_partition_again_once(broker, tmp_path, unique) -> None:
-    """What a bundle reload asks of the replica: the whole catalogue once more, in order."""
-    kafka = tagged_kafka(broker.bootstrap, f"rep-{unique}")
-    records = _items("r", 50)
-    asyncio.run(produce(kafka, kafka.catalogue_topic, records, "item_id"))
-    run = Run(kafka, tmp_path)
-
-    async def read_twice() -> None:
-        task = asyncio.ensure_future(run.replica.run())
-        try:
-            await asyncio.wait_for(run.replica.caught_up.wait(), 30)
-            while len(run.seen) < len(records):
-                await asyncio.sleep(0.05)
-            run.replica.rewind()
-            deadline = asyncio.get_running_loop().time() + 30
-            while len(run.seen) < 2 * len(records):
-                assert not task.done(), task.result()
-                assert asyncio.get_running_loop().time() < deadline, "not read again"
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # and not a third time
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    asyncio.run(read_twice())
-    assert Counter(run.item_ids()) == {r["item_id"]: 2 for r in records}
-    again = run.seen[len(records) :]
-    for p in {m.partition for m in again}:  # each partition from its start, in order
-        offsets = [m.offset for m in again if m.partition == p]
-        assert offsets == list(range(len(offsets)))
