@@ -293,7 +293,7 @@ class BehaviourProcessor(ServesModel):
             except InvalidEventError as exc:
                 out.dead_letters.append(reject(m, exc.reason, exc.message))
                 continue
-            if m.key is None or m.key.decode("utf-8", "replace") != ev.user_id:
+            if m.key != ev.user_id.encode():
                 # Another key, or none (spread over partitions by the producer), would put this
                 # user's events on several partitions: their order and state would split.
                 why = "no key" if m.key is None else f"key {m.key[:64]!r}"

@@ -57,7 +57,7 @@ class CatalogueProcessor(ServesModel):
                 except InvalidEventError as exc:
                     out.dead_letters.append(reject(m, exc.reason, exc.message))
                     continue
-                if m.key is None or m.key.decode("utf-8", "replace") != ev.item_id:
+                if m.key != ev.item_id.encode():
                     # An item's versions apply in order only on one partition: its key's.
                     why = "no key" if m.key is None else f"key {m.key[:64]!r}"
                     out.dead_letters.append(

@@ -76,7 +76,11 @@ class AckedTable(faust.Table):
         With nothing to wait for (no gate, no earlier release still holding records) they
         are sent at once, as without this call.
         """
-        if not gate and (self._releasing is None or self._releasing.done()):
+        earlier = self._releasing
+        settled = earlier is None or (
+            earlier.done() and not earlier.cancelled() and earlier.exception() is None
+        )
+        if not gate and settled:
             return
         self._gate = list(gate)
 
@@ -97,6 +101,8 @@ class AckedTable(faust.Table):
         try:
             if previous is not None:
                 await asyncio.wait([previous])
+                if previous.cancelled() or previous.exception() is not None:
+                    raise RuntimeError("records held before these were not delivered")
             if gate:
                 await asyncio.wait(gate)  # not gather: Faust's futures must not be cancelled
             failed = next((f for f in gate if f.cancelled() or f.exception()), None)
@@ -108,8 +114,7 @@ class AckedTable(faust.Table):
             for _, proxy in held:
                 if not proxy.done():
                     proxy.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
-            if not isinstance(exc, Exception):
-                raise
+            raise  # later held records must not go out either (see above)
 
 
 class _HeldRecord(asyncio.Future):

@@ -34,7 +34,7 @@ async def produce(
         for rec in records:
             key = None
             if key_field and isinstance(rec, dict) and rec.get(key_field) is not None:
-                key = str(rec[key_field]).encode()
+                key = str(rec[key_field]).strip().encode()  # ids are read trimmed
             futures.append(await producer.send(topic, encode_record(rec), key=key))
             n += 1
         await asyncio.gather(*futures)

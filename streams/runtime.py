@@ -142,12 +142,16 @@ class Runtime:
                 self.encoder.model_version,
                 getattr(self.model, "drift", None),
             )
-            # a different dimension raises ConfigError: the old bundle keeps serving
-            await self.call_store("seed_bundle", self.store.ensure_collections, model.stored_dim)
+            try:
+                await self.call_store(
+                    "seed_bundle", self.store.ensure_collections, model.stored_dim
+                )
+            except ConfigError:  # another vector size: the old bundle keeps serving, and
+                self._refused = version  # this version is not loaded again on every tick
+                raise
             await self._seed(model)
-        except RecommenderError as exc:
+        except RecommenderError as exc:  # e.g. a bundle still being copied: tried again
             log.error("not reloading bundle %s (%s): %s", folder, version, exc)
-            self._refused = version
             return False
         self.model = model
         self.params = model.interest_params(self.params)

@@ -43,3 +43,23 @@ def test_a_bundle_of_another_vector_size_is_refused_once_and_the_store_kept(
     # the next tick does not load the same refused version again
     assert asyncio.run(runtime.maybe_reload(tmp_path / "bundle")) is False
     assert len(loads) == 1
+
+
+def test_a_bundle_that_fails_to_load_is_tried_again(runtime, tmp_path, monkeypatch) -> None:
+    """A bundle still being copied (its manifest there, its arrays not yet) is not refused for
+    good: the next tick loads it again."""
+    folder = tmp_path / "bundle"
+    servable(seed=1).save(folder)
+    arrays = next(p for p in folder.iterdir() if p.suffix == ".npz")
+    arrays.write_bytes(arrays.read_bytes()[:100])  # half-copied
+    loads = []
+    real = runtime_module.load_bundle_model
+
+    def counting(*args, **kwargs):
+        loads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "load_bundle_model", counting)
+    assert asyncio.run(runtime.maybe_reload(folder)) is False
+    assert asyncio.run(runtime.maybe_reload(folder)) is False
+    assert len(loads) == 2

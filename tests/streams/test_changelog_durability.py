@@ -136,6 +136,12 @@ def test_held_records_reach_the_broker_after_their_gate_and_in_order(
                 await asyncio.wait_for(doomed, 5)
             except RuntimeError as exc:
                 error = exc
+            table.send_after([])  # a later batch with nothing to wait for: still not sent
+            table.send_changelog(0, b"k1", b"never")
+            table.release()
+            (later,) = table.take_unacked()
+            with pytest.raises(RuntimeError, match="held before"):
+                await asyncio.wait_for(later, 5)
             return held, landed, error
         finally:
             await app.producer.stop()
