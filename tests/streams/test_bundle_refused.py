@@ -18,6 +18,19 @@ from tests.streams.test_bundle_reload import servable
 pytestmark = [pytest.mark.model]
 
 
+def _count_loads(monkeypatch) -> list:
+    """The folders the runtime loads bundles from, one entry per load (the real loader)."""
+    loads = []
+    real = runtime_module.load_bundle_model
+
+    def counting(*args, **kwargs):
+        loads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "load_bundle_model", counting)
+    return loads
+
+
 def test_a_bundle_of_another_vector_size_is_refused_once_and_the_store_kept(
     runtime, tmp_path, monkeypatch
 ) -> None:
@@ -27,14 +40,7 @@ def test_a_bundle_of_another_vector_size_is_refused_once_and_the_store_kept(
     store.upsert_users([UserPoint("u", "books", np.ones(dim))])
     serving = runtime.model.version
     servable(seed=1).save(tmp_path / "bundle")
-    loads = []
-    real = runtime_module.load_bundle_model
-
-    def counting(*args, **kwargs):
-        loads.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(runtime_module, "load_bundle_model", counting)
+    loads = _count_loads(monkeypatch)
 
     assert asyncio.run(runtime.maybe_reload(tmp_path / "bundle")) is False
     assert runtime.model.version == serving
@@ -52,14 +58,7 @@ def test_a_bundle_that_fails_to_load_is_tried_again(runtime, tmp_path, monkeypat
     servable(seed=1).save(folder)
     arrays = next(p for p in folder.iterdir() if p.suffix == ".npz")
     arrays.write_bytes(arrays.read_bytes()[:100])  # half-copied
-    loads = []
-    real = runtime_module.load_bundle_model
-
-    def counting(*args, **kwargs):
-        loads.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(runtime_module, "load_bundle_model", counting)
+    loads = _count_loads(monkeypatch)
     assert asyncio.run(runtime.maybe_reload(folder)) is False
     assert asyncio.run(runtime.maybe_reload(folder)) is False
     assert len(loads) == 2
