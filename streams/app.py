@@ -211,6 +211,12 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         out = await catalogue_proc.process(msgs)
         await send_dead_letters(out.dead_letters, [])  # the flush below waits for them
 
+    async def replay_catalogue(msgs: list[SourceMessage]) -> None:
+        # Records applied before: their dead letters were sent then.
+        out = await catalogue_proc.process(msgs)
+        if out.dead_letters:
+            log.info("catalogue replay: %d records rejected again", len(out.dead_letters))
+
     async def apply_catalogue(msgs: list[SourceMessage]) -> None:
         # The catalogue is idempotent (upserts by item id), so its batches are simply flushed.
         BATCH_SIZE.labels(kafka.catalogue_topic).observe(len(msgs))
@@ -257,6 +263,7 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             within_s=worker.batch_within_s,
             apply=apply_catalogue,
             on_idle=catalogue_idle,
+            replay=replay_catalogue,
         )
 
         @app.task
@@ -317,7 +324,12 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
 
         @app.timer(worker.bundle_reload_s)
         async def reload_bundle() -> None:
-            await runtime.maybe_reload(bundle_dir)
+            if await runtime.maybe_reload(bundle_dir) and replica is not None:
+                # Items the new bundle was not fitted on hold the old bundle's place from
+                # their text: each item's latest record is applied again, by the new bundle
+                # (fitted items are not encoded again). A shared store keeps them as they are
+                # until their next catalogue event.
+                replica.rewind()
 
     behaviour_name = behaviour_topic.get_topic_name()
 

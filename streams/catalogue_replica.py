@@ -33,6 +33,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from inference.errors import ConfigError
+from streams.catalogue_replay import latest_records
 from streams.deadletter import SourceMessage
 from streams.metrics import CATALOGUE_LAG
 from streams.settings import KafkaSettings
@@ -101,10 +102,12 @@ class CatalogueReplica:
     """Reads all of the catalogue topic into this worker's store, batch by batch.
 
     ``apply`` must have put a batch into the store (or the dead-letter topic) when it returns;
-    ``on_idle(n)`` runs when a fetch brings less than a full batch after ``n`` applied events
-    (the catalogue has gone quiet: time to index). ``caught_up`` is set once every partition has
-    been read to the end it had when first fetched: the behaviour agent waits for it, so that a
-    worker with a new or wiped store does not dead-letter events for items it has not read yet.
+    ``replay``, when given, applies the batches of :meth:`rewind` (records applied before,
+    whose dead letters were sent then); ``on_idle(n)`` runs when a fetch brings less than a
+    full batch after ``n`` applied events (the catalogue has gone quiet: time to index).
+    ``caught_up`` is set once every partition has been read to the end it had when first
+    fetched: the behaviour agent waits for it, so that a worker with a new or wiped store does
+    not dead-letter events for items it has not read yet.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class CatalogueReplica:
         within_s: float,
         apply: Apply,
         on_idle: Idle,
+        replay: Apply | None = None,
     ) -> None:
         self.kafka = kafka
         self.topic = position.topic
@@ -124,7 +128,14 @@ class CatalogueReplica:
         self.within_ms = max(1, int(within_s * 1000))
         self.apply = apply
         self.on_idle = on_idle
+        self.replay = replay
         self.caught_up = asyncio.Event()
+        self._rewind = False
+
+    def rewind(self) -> None:
+        """Apply every item's latest record again (through ``replay``), then go on: after a
+        bundle reload, the items the new bundle was not fitted on are placed by it."""
+        self._rewind = self.replay is not None
 
     async def run(self) -> None:
         """Read until cancelled (the worker stopping)."""
@@ -170,6 +181,9 @@ class CatalogueReplica:
         since_idle = 0
         while True:
             tps = await self._grow(consumer, tps, offsets)
+            if self._rewind and self.replay is not None:
+                self._rewind = False
+                await self._replay_latest(offsets, self.replay)
             fetched = await consumer.getmany(timeout_ms=self.within_ms, max_records=self.batch_size)
             msgs = [
                 SourceMessage(r.topic, r.partition, r.offset, r.key, r.value, _seconds(r.timestamp))
@@ -218,6 +232,12 @@ class CatalogueReplica:
             added,
         )
         return grown
+
+    async def _replay_latest(self, upto: dict[int, int], replay: Apply) -> None:
+        latest = await latest_records(self.kafka, self.topic, upto)
+        for start in range(0, len(latest), self.batch_size):
+            await replay(latest[start : start + self.batch_size])
+        log.info("catalogue %s: applied the latest of %d items again", self.topic, len(latest))
 
     @staticmethod
     def _reached(targets: dict[int, int], offsets: dict[int, int], n: int) -> bool:

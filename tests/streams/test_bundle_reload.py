@@ -72,3 +72,8 @@ def test_refit_is_served_without_restart(make_worker, tmp_path) -> None:
     assert w.proc is not None and w.proc.poll() is None
     # the old model's reference cycles are collected at once (WORKER_GC_FREEZE, default on)
     assert "heap frozen after bundle reload" in w.log_path.read_text()
+    # and the store applies each item's latest record again, placed by the new bundle
+    deadline = time.monotonic() + 30
+    while "applied the latest of" not in w.log_path.read_text():
+        assert time.monotonic() < deadline, f"no catalogue replay after the reload ({w.log_path})"
+        time.sleep(0.5)

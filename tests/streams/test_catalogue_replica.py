@@ -29,6 +29,7 @@ class Run:
 
     def __init__(self, kafka: KafkaSettings, folder: Path, fail_on_batch: int | None = None):
         self.seen: list[SourceMessage] = []
+        self.replayed: list[SourceMessage] = []
         self.batches = 0
         self.idle_calls: list[int] = []
         self.fail_on_batch = fail_on_batch
@@ -42,6 +43,9 @@ class Run:
         async def on_idle(n: int) -> None:
             self.idle_calls.append(n)
 
+        async def replay(msgs: list[SourceMessage]) -> None:
+            self.replayed.extend(msgs)
+
         self.replica = CatalogueReplica(
             kafka,
             CataloguePosition(folder, kafka.catalogue_topic),
@@ -49,6 +53,7 @@ class Run:
             within_s=0.02,
             apply=apply,
             on_idle=on_idle,
+            replay=replay,
         )
 
     async def until_caught_up(self, timeout_s: float = 30.0, extra_s: float = 0.3) -> None:
@@ -174,3 +179,44 @@ def test_partitions_added_to_the_topic_are_read_from_their_start(
     assert {int(p): o for p, o in position["offsets"].items()} == dict(
         Counter(m.partition for m in run.seen)
     )
+
+
+def test_rewind_applies_each_items_latest_record_once(broker, tmp_path, unique) -> None:
+    """What a bundle reload asks of the replica: every item at its latest version, applied
+    again once; a deleted item stays deleted (its delete is the latest record), and records
+    with no key (no item to tell) are left out."""
+    kafka = tagged_kafka(broker.bootstrap, f"rep-{unique}", partitions=2)
+    versions = [
+        {"item_id": "a", "domain": "d", "title": "a one"},
+        {"item_id": "b", "domain": "d", "title": "b one"},
+        {"item_id": "a", "domain": "d", "title": "a", "deleted": True},
+        {"item_id": "c", "domain": "d", "title": "c one"},
+        {"item_id": "c", "domain": "d", "title": "c two"},
+        *_items("bulk", 30),
+    ]
+    asyncio.run(produce(kafka, kafka.catalogue_topic, versions, "item_id"))
+    asyncio.run(produce(kafka, kafka.catalogue_topic, [{"item_id": "keyless"}], None))
+    run = Run(kafka, tmp_path)
+
+    async def rewind_once() -> None:
+        task = asyncio.ensure_future(run.replica.run())
+        try:
+            await asyncio.wait_for(run.replica.caught_up.wait(), 30)
+            while len(run.seen) < len(versions) + 1:
+                await asyncio.sleep(0.05)
+            run.replica.rewind()
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(run.replayed) < 33:
+                assert not task.done(), task.result()
+                assert asyncio.get_running_loop().time() < deadline, "nothing replayed"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # and nothing more
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(rewind_once())
+    latest = {json.loads(m.value)["item_id"]: json.loads(m.value) for m in run.replayed}
+    assert len(run.replayed) == len(latest) == 33  # a, b, c and the 30 bulk items, once each
+    assert latest["a"].get("deleted") is True and latest["c"]["title"] == "c two"
+    assert len(run.seen) == len(versions) + 1  # the live read went on, nothing read twice
