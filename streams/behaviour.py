@@ -149,6 +149,7 @@ class BehaviourProcessor(ServesModel):
         vectors = await self._vectors(fresh, out)
         last: dict[str, tuple[SourceMessage, BehaviourEvent]] = {}
         newest: dict[int, SourceMessage] = {}
+        resend: dict[str, SourceMessage] = {}  # users with replayed events only
         with STAGE_SECONDS.labels("state_update").time():
             for m, ev in events:
                 key = (m.partition, m.offset)
@@ -183,9 +184,15 @@ class BehaviourProcessor(ServesModel):
                     self._learn(st, ev.domain, m, learned, added, before)
                 else:
                     out.duplicates += 1
+                    resend.setdefault(ev.user_id, m)
             if learned is not None and newest:
                 self._store_learned(newest, learned)
-        if learned is not None and learned.before_user_state is not None and last:
+        # A replayed event already in a user's state is in the changelog too, unless the
+        # worker died between its local store (RocksDB writes at once) and the changelog: the
+        # state is sent again, or a worker that later recovers the user from the changelog
+        # would miss events whose offsets are committed by then. Only replays pay for it.
+        resend = {u: m for u, m in resend.items() if u not in last}
+        if learned is not None and learned.before_user_state is not None and (last or resend):
             learned.before_user_state()
         if last:
             out.recommendations = await self.recommender.recommend(self.model, last, states)
@@ -195,6 +202,8 @@ class BehaviourProcessor(ServesModel):
         # its offsets keep the retry from learning it twice.
         with STAGE_SECONDS.labels("state_store").time():
             for user, (m, _) in last.items():
+                state_set(user, dumps(states[user]), m)
+            for user, m in resend.items():
                 state_set(user, dumps(states[user]), m)
         for domain in {ev.domain for _, ev in last.values()}:
             SHORT_TERM_WEIGHT.labels(domain).set(self.model.short_weight_of(domain))
