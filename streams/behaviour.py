@@ -149,7 +149,12 @@ class BehaviourProcessor(ServesModel):
         vectors = await self._vectors(fresh, out)
         last: dict[str, tuple[SourceMessage, BehaviourEvent]] = {}
         newest: dict[int, SourceMessage] = {}
-        resend: dict[str, SourceMessage] = {}  # users with replayed events only
+        # Each user state to write, with an event of the user's that routes its record. A
+        # replayed event already in a user's state is in the changelog too, unless the worker
+        # died between its local store (RocksDB writes at once) and the changelog: the state
+        # is sent again, or a worker that later recovers the user from the changelog would
+        # miss events whose offsets are committed by then. Only replays pay for it.
+        to_write: dict[str, SourceMessage] = {}
         with STAGE_SECONDS.labels("state_update").time():
             for m, ev in events:
                 key = (m.partition, m.offset)
@@ -177,6 +182,7 @@ class BehaviourProcessor(ServesModel):
                 if applied:
                     out.applied += 1
                     last[ev.user_id] = (m, ev)
+                    to_write[ev.user_id] = m
                     newest[m.partition] = m  # a batch holds a partition's events in order
                     # only what raised the short-term interest can carry a change on
                     w = self.params.weight(ev.action.value, ev.rating)
@@ -184,15 +190,10 @@ class BehaviourProcessor(ServesModel):
                     self._learn(st, ev.domain, m, learned, added, before)
                 else:
                     out.duplicates += 1
-                    resend.setdefault(ev.user_id, m)
+                    to_write.setdefault(ev.user_id, m)
             if learned is not None and newest:
                 self._store_learned(newest, learned)
-        # A replayed event already in a user's state is in the changelog too, unless the
-        # worker died between its local store (RocksDB writes at once) and the changelog: the
-        # state is sent again, or a worker that later recovers the user from the changelog
-        # would miss events whose offsets are committed by then. Only replays pay for it.
-        resend = {u: m for u, m in resend.items() if u not in last}
-        if learned is not None and learned.before_user_state is not None and (last or resend):
+        if learned is not None and learned.before_user_state is not None and to_write:
             learned.before_user_state()
         if last:
             out.recommendations = await self.recommender.recommend(self.model, last, states)
@@ -201,9 +202,7 @@ class BehaviourProcessor(ServesModel):
         # only the one that fails. What the model learned from the failed attempt stays, and
         # its offsets keep the retry from learning it twice.
         with STAGE_SECONDS.labels("state_store").time():
-            for user, (m, _) in last.items():
-                state_set(user, dumps(states[user]), m)
-            for user, m in resend.items():
+            for user, m in to_write.items():
                 state_set(user, dumps(states[user]), m)
         for domain in {ev.domain for _, ev in last.values()}:
             SHORT_TERM_WEIGHT.labels(domain).set(self.model.short_weight_of(domain))

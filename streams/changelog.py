@@ -77,10 +77,7 @@ class AckedTable(faust.Table):
         are sent at once, as without this call.
         """
         earlier = self._releasing
-        settled = earlier is None or (
-            earlier.done() and not earlier.cancelled() and earlier.exception() is None
-        )
-        if not gate and settled:
+        if not gate and (earlier is None or (earlier.done() and not _failed(earlier))):
             return
         self._gate = list(gate)
 
@@ -101,11 +98,11 @@ class AckedTable(faust.Table):
         try:
             if previous is not None:
                 await asyncio.wait([previous])
-                if previous.cancelled() or previous.exception() is not None:
+                if _failed(previous):
                     raise RuntimeError("records held before these were not delivered")
             if gate:
                 await asyncio.wait(gate)  # not gather: Faust's futures must not be cancelled
-            failed = next((f for f in gate if f.cancelled() or f.exception()), None)
+            failed = next((f for f in gate if _failed(f)), None)
             if failed is not None:
                 raise RuntimeError(f"a record these wait for was not delivered: {failed!r}")
             for args, proxy in held:
@@ -124,6 +121,11 @@ class _HeldRecord(asyncio.Future):
     def __init__(self, partition: int) -> None:
         super().__init__()
         self.message = SimpleNamespace(partition=partition)
+
+
+def _failed(fut: asyncio.Future) -> bool:
+    """Whether a done future was cancelled or raised."""
+    return fut.cancelled() or fut.exception() is not None
 
 
 def _follow(source: asyncio.Future, proxy: asyncio.Future) -> None:
