@@ -155,6 +155,7 @@ class BehaviourProcessor(ServesModel):
         # is sent again, or a worker that later recovers the user from the changelog would
         # miss events whose offsets are committed by then. Only replays pay for it.
         to_write: dict[str, SourceMessage] = {}
+        user_drifts = 0
         with STAGE_SECONDS.labels("state_update").time():
             for m, ev in events:
                 key = (m.partition, m.offset)
@@ -187,7 +188,7 @@ class BehaviourProcessor(ServesModel):
                     # only what raised the short-term interest can carry a change on
                     w = self.params.weight(ev.action.value, ev.rating)
                     added = vec if w > 0 else None
-                    self._learn(st, ev.domain, m, learned, added, before)
+                    user_drifts += self._learn(st, ev.domain, m, learned, added, before)
                 else:
                     out.duplicates += 1
                     to_write.setdefault(ev.user_id, m)
@@ -204,6 +205,10 @@ class BehaviourProcessor(ServesModel):
         with STAGE_SECONDS.labels("state_store").time():
             for user, m in to_write.items():
                 state_set(user, dumps(states[user]), m)
+        # A user detection lives in the user's state, so a failed batch's retry detects it
+        # again: counted only now. A population one is counted where it happens (its folds
+        # are kept and skipped by offset on the retry).
+        DRIFT_DETECTIONS.labels("user").inc(user_drifts)
         for domain in {ev.domain for _, ev in last.values()}:
             SHORT_TERM_WEIGHT.labels(domain).set(self.model.short_weight_of(domain))
         EVENTS.labels(self.topic, "applied").inc(out.applied)
@@ -240,15 +245,18 @@ class BehaviourProcessor(ServesModel):
         learned: LearnedState | None,
         vector: np.ndarray | None,
         before: InterestBefore | None,
-    ) -> None:
+    ) -> int:
+        """Let the model learn from an applied event; the number of user drift detections."""
         online = getattr(self.model, "online", None)
         if online is not None and learned is not None and m.partition not in online.parts:
             online.restore(m.partition, learned.get(m.partition))  # first sight since start
         pairs = online.updates if online is not None else 0
-        for level in self.model.learn(state, domain, m.partition, m.offset, vector, before):
-            DRIFT_DETECTIONS.labels(level).inc()
+        levels = self.model.learn(state, domain, m.partition, m.offset, vector, before)
+        if "population" in levels:
+            DRIFT_DETECTIONS.labels("population").inc()
         if online is not None:
             PROJECTION_UPDATES.inc(online.updates - pairs)
+        return levels.count("user")
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """After a rebalance revoked ``partitions``: drop the model's in-memory learning from

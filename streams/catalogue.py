@@ -42,10 +42,15 @@ class CatalogueProcessor(ServesModel):
         self.topic = topic
 
     async def process(self, msgs: Sequence[SourceMessage]) -> BatchOutput:
-        """Upsert (or delete) every valid item of the batch; dead-letter the rest."""
+        """Upsert (or delete) every valid item of the batch; dead-letter the rest.
+
+        An item's last version in the batch wins. When the model refuses it (a domain the
+        bundle does not know), the version before it is applied instead, as one message at a
+        time would have left the item, so the outcome does not depend on batch boundaries.
+        """
         self._take_served()
         out = BatchOutput()
-        latest: dict[str, tuple[SourceMessage, CatalogueEvent]] = {}
+        versions: dict[str, list[tuple[SourceMessage, CatalogueEvent]]] = {}
         with STAGE_SECONDS.labels("catalogue_parse").time():
             for m in msgs:
                 try:
@@ -64,19 +69,13 @@ class CatalogueProcessor(ServesModel):
                         reject(m, "bad_key", f"{why}: catalogue events are keyed by their item_id")
                     )
                     continue
-                latest[ev.item_id] = (m, ev)  # a later version of the same item in the batch wins
-        upserts = [(m, ev) for m, ev in latest.values() if not ev.deleted]
-        deletes = [ev.item_id for _, ev in latest.values() if ev.deleted]
+                versions.setdefault(ev.item_id, []).append((m, ev))
         points: list[ItemPoint] = []
-        if upserts:
-            vecs = await self._text_vectors(upserts)
-            for (m, ev), v in zip(upserts, vecs, strict=True):
-                try:
-                    vec = self.model.catalogue_vector(ev.item_id, v, ev.domain)
-                except ModelError as exc:  # e.g. a domain the fitted model does not know
-                    out.dead_letters.append(reject(m, "unknown_domain", str(exc)))
-                    continue
-                points.append(ItemPoint(ev.item_id, ev.domain, np.asarray(vec, np.float32)))
+        deletes: list[str] = []
+        todo = [vs[-1] for vs in versions.values()]
+        while todo:  # a second round only for items whose last version was refused
+            todo = await self._place(todo, versions, points, deletes, out)
+        if points:
             with STAGE_SECONDS.labels("store_upsert_items").time():
                 await self.call_store("upsert_items", self.store.upsert_items, points)
             EVENTS.labels(self.topic, "upserted").inc(len(points))
@@ -85,6 +84,32 @@ class CatalogueProcessor(ServesModel):
             EVENTS.labels(self.topic, "deleted").inc(len(deletes))
         out.applied = len(points) + len(deletes)
         return out
+
+    async def _place(
+        self,
+        todo: list[tuple[SourceMessage, CatalogueEvent]],
+        versions: dict[str, list[tuple[SourceMessage, CatalogueEvent]]],
+        points: list[ItemPoint],
+        deletes: list[str],
+        out: BatchOutput,
+    ) -> list[tuple[SourceMessage, CatalogueEvent]]:
+        """Add each version's point (or delete) to ``points`` / ``deletes``; return the earlier
+        versions of the items whose version the model refused."""
+        deletes.extend(ev.item_id for _, ev in todo if ev.deleted)
+        upserts = [(m, ev) for m, ev in todo if not ev.deleted]
+        earlier = []
+        for (m, ev), v in zip(upserts, await self._text_vectors(upserts), strict=True):
+            try:
+                vec = self.model.catalogue_vector(ev.item_id, v, ev.domain)
+            except ModelError as exc:  # e.g. a domain the fitted model does not know
+                out.dead_letters.append(reject(m, "unknown_domain", str(exc)))
+                older = versions[ev.item_id]
+                older.pop()
+                if older:
+                    earlier.append(older[-1])
+                continue
+            points.append(ItemPoint(ev.item_id, ev.domain, np.asarray(vec, np.float32)))
+        return earlier
 
     async def _text_vectors(
         self, upserts: list[tuple[SourceMessage, CatalogueEvent]]

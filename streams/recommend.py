@@ -55,24 +55,31 @@ class Recommender:
         queries: list[ItemQuery] = []
         meta: list[tuple[str, str, object]] = []
         users: list[UserPoint] = []
+        empty = 0
         with STAGE_SECONDS.labels("blend").time():
             for user in last:
                 state = states[user]
                 for target in targets:
                     q = model.query(state, target)
                     if q is None or not np.isfinite(q.vector).all() or not q.vector.any():
-                        RECOMMENDATION_EMPTY.inc()
+                        empty += 1
                         continue
                     consumed = tuple(state.consumed(target))
                     queries.append(ItemQuery(q.vector, target, self.settings.top_k, consumed))
                     meta.append((user, target, q))
                     users.append(UserPoint(user, target, q.vector))
+        if queries:
+            with STAGE_SECONDS.labels("store_query").time():
+                results = await self.call_store(
+                    "query_items", self.store.query_items_batch, queries
+                )
+            with STAGE_SECONDS.labels("store_upsert_users").time():
+                await self.call_store("upsert_users", self.store.upsert_users, users)
+        # after the store calls: a batch failing in them is retried event by event, and its
+        # empty queries would count again
+        RECOMMENDATION_EMPTY.inc(empty)
         if not queries:
             return []
-        with STAGE_SECONDS.labels("store_query").time():
-            results = await self.call_store("query_items", self.store.query_items_batch, queries)
-        with STAGE_SECONDS.labels("store_upsert_users").time():
-            await self.call_store("upsert_users", self.store.upsert_users, users)
         return self._records(model.serving_version, last, meta, results)
 
     @staticmethod

@@ -18,6 +18,7 @@ from bench.drift_replay import processor_for
 from inference.bundle_model import BundleModel
 from inference.interest import loads
 from streams.deadletter import SourceMessage
+from streams.metrics import REGISTRY
 from synth.drift import SOURCE, TARGET, DriftWorld
 
 
@@ -145,3 +146,77 @@ def test_a_replayed_batch_sends_its_users_state_again_unchanged(world_and_bundle
         store.close()
     assert out.applied == 0 and out.duplicates == len(msgs)
     assert dict(sent) == first and len(sent) == len(first)  # each user once, as it was
+
+
+def test_only_the_retry_of_a_failed_batch_counts_its_detections_and_empty_queries(
+    world_and_bundle, tmp_path
+) -> None:
+    """User drift detections and skipped (empty) queries of a batch that failed in its store
+    query are counted by the event-by-event retry only: the same counts as the retry alone."""
+    world, bundle = world_and_bundle
+    msgs = _messages(world, users=3, per_user=2)
+    # user s: twelve purchases of one source topic, then six of another, in the failing batch
+    items = world.items[SOURCE, 0][:12] + world.items[SOURCE, 3][:6]
+    switch = [
+        SourceMessage(
+            "behaviour",
+            1,
+            n,
+            b"s",
+            json.dumps(
+                {
+                    "event_id": f"s-{n}",
+                    "user_id": "s",
+                    "domain": SOURCE,
+                    "action": "purchase",
+                    "item_id": item,
+                    "event_time": 1.7e9 + n,
+                }
+            ).encode(),
+            0.0,
+        )
+        for n, item in enumerate(items)
+    ]
+    first, batch = msgs[:3] + switch[:12], msgs[3:] + switch[12:]
+    poison_item = json.loads(msgs[-1].value)["item_id"]
+
+    def counts(failed_attempt: bool, path) -> tuple[float, float]:
+        model = BundleModel(bundle)
+        proc, store, pool = processor_for(model, path, top_k=5)
+        # a target domain the bundle does not know: every user's query there is empty
+        proc.recommender.settings = proc.settings.model_copy(
+            update={"target_domains": [*bundle.domains, "nowhere"]}
+        )
+        table: dict[str, bytes] = {}
+
+        def run(m: list[SourceMessage]):
+            return asyncio.run(proc.process(m, table.get, lambda u, v, _m: table.__setitem__(u, v)))
+
+        names = (
+            ("xrec_drift_detections_total", {"level": "user"}),
+            (
+                "xrec_recommendations_empty_total",
+                {},
+            ),
+        )
+        before = [REGISTRY.get_sample_value(n, labels) or 0.0 for n, labels in names]
+        try:
+            run(first)
+            store.query_items_batch = _poisoned(store, poison_item)
+            if failed_attempt:
+                with pytest.raises(RuntimeError, match="injected"):
+                    run(batch)
+            for m in batch:  # the agent's retry
+                try:
+                    run([m])
+                except RuntimeError:
+                    assert m is msgs[-1]
+        finally:
+            pool.shutdown()
+            store.close()
+        after = [REGISTRY.get_sample_value(n, labels) or 0.0 for n, labels in names]
+        return after[0] - before[0], after[1] - before[1]
+
+    retry_alone = counts(False, tmp_path / "retry-alone")
+    assert retry_alone[0] >= 1 and retry_alone[1] >= 1  # the switch is detected, "nowhere" empty
+    assert counts(True, tmp_path / "failed-then-retry") == retry_alone
