@@ -61,6 +61,9 @@ class DomainInterest:
     drift_left: int = 0
     drift_pending: float | None = None  # a detection's divergence, awaiting confirmation
     drift_pending_short: np.ndarray | None = None  # ... and the short-term interest it saw
+    # Of ``recent``, the items whose latest event moved interest away (skip, dislike, a low
+    # rating): a rebase into a new model space folds them with a negative sign.
+    negative: list[str] = field(default_factory=list)
 
     def mean(self) -> np.ndarray:
         """Long-term interest: the decayed, weighted mean of touched vectors."""
@@ -122,9 +125,17 @@ def apply_event(
     d = state.domains.get(domain)
     if vector is not None:
         vector = np.asarray(vector, dtype=np.float32)
+        if not np.isfinite(vector).all():
+            # One NaN would stay in the user's sums forever, and through the user's pairs
+            # reach the projections every user's transfer reads.
+            raise ValueError("the event's vector has NaN or inf values")
     if d is None:
         dim = vector.shape[0] if vector is not None else _dim_of(state)
         d = state.domains[domain] = DomainInterest(long_sum=np.zeros(dim, np.float32))
+    if vector is not None and vector.shape != d.long_sum.shape and d.long_weight == 0.0:
+        # nothing known in this domain yet (e.g. a rebase found none of its items): start at
+        # the new vectors' size
+        d.long_sum, d.short = np.zeros(vector.shape, np.float32), None
     if vector is not None and vector.shape != d.long_sum.shape:
         raise ValueError(f"vector dim {vector.shape} != state dim {d.long_sum.shape}")
     w = params.weight(action, rating)
@@ -147,7 +158,15 @@ def apply_event(
         if item in d.recent:
             d.recent.remove(item)
         d.recent.append(item)
-    del d.recent[: -params.recent_items]
+        if item in d.negative:
+            d.negative.remove(item)
+        if w <= 0:
+            d.negative.append(item)
+    if len(d.recent) > params.recent_items:
+        dropped = d.recent[: -params.recent_items]
+        del d.recent[: -params.recent_items]
+        if d.negative:
+            d.negative = [i for i in d.negative if i not in dropped]
     if partition is not None and offset is not None:
         state.offsets[partition] = offset
     state.event_ids.append(event_id)
@@ -197,6 +216,8 @@ def dumps(state: UserState) -> bytes:
             meta["domains"][name]["dl"] = d.drift_left
         if d.drift_pending is not None:
             meta["domains"][name]["pd"] = d.drift_pending
+        if d.negative:
+            meta["domains"][name]["neg"] = d.negative
         blobs.append(np.asarray(d.long_sum, np.float32).tobytes())
         if has_short:
             blobs.append(np.asarray(d.short, np.float32).tobytes())
@@ -240,6 +261,7 @@ def loads(raw: bytes | None) -> UserState:
             m.get("ph"),
             m.get("dl", 0),
             m.get("pd"),
+            negative=list(m.get("neg", ())),
         )
     for name, m in meta["domains"].items():
         if m.get("ps"):
@@ -255,22 +277,28 @@ def rebase(
     """Rebuild every domain's vectors in a new model space from its recent items.
 
     After a model reload the old vectors mean nothing in the new space; the recent-items window
-    is what we still know, so interest is re-folded from it (equal weights: the window keeps no
-    actions). Counts, offsets and event ids are untouched, so idempotence is unaffected.
+    is what we still know, so interest is re-folded from it: each item with weight 1, or -1
+    when its latest event moved interest away (the window keeps no other action detail).
+    Counts, offsets and event ids are untouched, so idempotence is unaffected. A domain none
+    of whose items the new model has keeps no interest (its next vector sets its size).
     """
     decay = 0.5 ** (1.0 / params.half_life_events)
     for d in state.domains.values():
         # a detection awaiting confirmation compared vectors of the old space: let it go
         d.drift_pending, d.drift_pending_short = None, None
-        vecs = [item_inputs[i] for i in d.recent if i in item_inputs]
-        if not vecs:
+        known = [i for i in d.recent if i in item_inputs]
+        if not known:
             dim = next(iter(item_inputs.values())).shape[0] if item_inputs else 0
             d.long_sum, d.long_weight, d.short = np.zeros(dim, np.float32), 0.0, None
             continue
-        w = decay ** np.arange(len(vecs) - 1, -1, -1)
-        d.long_sum = (w[:, None] * np.asarray(vecs, np.float32)).sum(axis=0).astype(np.float32)
+        negative = set(d.negative)
+        sign = np.array([-1.0 if i in negative else 1.0 for i in known])
+        w = decay ** np.arange(len(known) - 1, -1, -1)
+        vecs = np.asarray([item_inputs[i] for i in known], np.float32)
+        d.long_sum = ((w * sign)[:, None] * vecs).sum(axis=0).astype(np.float32)
         d.long_weight = float(w.sum())
-        d.short = np.asarray(vecs[-1], np.float32).copy()
+        liked = [i for i in known if i not in negative]
+        d.short = np.asarray(item_inputs[liked[-1]], np.float32).copy() if liked else None
     state.space = space
 
 

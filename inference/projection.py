@@ -60,6 +60,8 @@ class ProjectionStats:
             raise ConfigError(f"forgetting factor must be in (0, 1], got {forget}")
         z = np.asarray(source[: self.rank], dtype=np.float64)
         m = np.asarray(target[: self.rank], dtype=np.float64)
+        if not (np.isfinite(z).all() and np.isfinite(m).all()):
+            return self  # a NaN folded in would poison the statistics for good
         return ProjectionStats(
             forget * self.gram + np.outer(z, z),
             forget * self.cross + np.outer(z, m),

@@ -357,6 +357,13 @@ class BehaviourProcessor(ServesModel):
             if key in text_vecs:
                 tv = self.model.text_input(text_vecs[key], ev.domain)
                 vec = tv if vec is None else 0.5 * (vec + tv)
+            if vec is not None and not np.isfinite(vec).all():
+                where = "its text's encoding" if key in text_vecs else "its items' vectors"
+                out.dead_letters.append(
+                    reject(m, "non_finite", f"{where} gave NaN or inf: the event is not applied")
+                )
+                result[key] = _MISSING
+                continue
             result[key] = vec
         return result
 

@@ -129,3 +129,54 @@ def test_rebase_lets_a_detection_awaiting_confirmation_go() -> None:
     assert d.drift_pending is None and d.drift_pending_short is None
     back = loads(dumps(s)).domains["a"]  # and the state still round-trips at the new width
     assert back.long_sum.shape == (4,) and back.drift_pending_short is None
+
+
+def test_rebase_folds_items_the_user_turned_away_from_negatively() -> None:
+    from inference.interest import rebase
+
+    s = UserState(space="old")
+    apply(s, 0, vec=unit(0), action="purchase")
+    apply(s, 1, vec=unit(1), action="dislike")
+    assert loads(dumps(s)).domains["a"].negative == ["i1"]  # kept in the stored state
+    new = {"i0": unit(6), "i1": unit(7)}
+    rebase(s, new, "new", InterestParams(half_life_events=1e9))
+    d = s.domains["a"]
+    assert d.mean()[6] > 0 > d.mean()[7]
+    np.testing.assert_array_equal(d.short, unit(6))  # the short-term interest: liked items only
+    apply_event(  # i1 bought after all: no longer negative
+        s,
+        event_id="e2",
+        domain="a",
+        action="purchase",
+        event_time=1e9 + 2,
+        vector=unit(7),
+        item_id="i1",
+        rating=None,
+        params=P,
+    )
+    assert s.domains["a"].negative == []
+
+
+def test_a_domain_rebased_to_nothing_takes_the_next_vector() -> None:
+    from inference.interest import rebase
+
+    s = UserState(space="old")
+    apply(s, 0, vec=unit(0))
+    rebase(s, {}, "new", InterestParams())  # the new model has none of the user's items
+    assert s.domains["a"].long_sum.shape == (0,)
+    assert apply(s, 1, vec=unit(2, dim=4))  # not refused for its size
+    assert s.domains["a"].long_sum.shape == (4,) and s.domains["a"].mean()[2] == 1.0
+    assert apply(s, 2, vec=unit(3, dim=4))
+
+
+def test_a_non_finite_vector_is_refused() -> None:
+    s = UserState()
+    bad = unit(0)
+    bad[1] = np.nan
+    try:
+        apply(s, 0, vec=bad)
+    except ValueError as exc:
+        assert "NaN" in str(exc)
+    else:
+        raise AssertionError("a NaN vector was applied")
+    assert s.domains == {} and s.events_applied == 0

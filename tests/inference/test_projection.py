@@ -78,3 +78,12 @@ def test_own_projection_and_residual() -> None:
         own_projection(4, 5)
     with pytest.raises(ConfigError):
         fit_projection(np.ones((3, 4)), np.ones((3, 4)), rank=0, l2=1.0)
+
+
+def test_a_non_finite_pair_is_not_folded() -> None:
+    z, m, _ = _pairs(n=5)
+    stats = ProjectionStats.from_pairs(z, m, rank=4)
+    bad = z[0].copy()
+    bad[0] = np.inf
+    assert stats.update(bad, m[0]) is stats
+    assert stats.update(z[0], np.full_like(m[0], np.nan), forget=0.5) is stats

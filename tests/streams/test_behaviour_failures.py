@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 
+import numpy as np
 import pytest
 
 from bench.drift_bench import fit_world_bundle
 from bench.drift_replay import processor_for
 from inference.bundle_model import BundleModel
-from inference.interest import loads
+from inference.interest import is_finite, loads
 from streams.deadletter import SourceMessage
 from streams.metrics import REGISTRY
 from synth.drift import SOURCE, TARGET, DriftWorld
@@ -220,3 +221,38 @@ def test_only_the_retry_of_a_failed_batch_counts_its_detections_and_empty_querie
     retry_alone = counts(False, tmp_path / "retry-alone")
     assert retry_alone[0] >= 1 and retry_alone[1] >= 1  # the switch is detected, "nowhere" empty
     assert counts(True, tmp_path / "failed-then-retry") == retry_alone
+
+
+def test_an_event_whose_vector_is_not_finite_is_dead_lettered(world_and_bundle, tmp_path) -> None:
+    """A text vector with NaN (injected: the real encoder cannot be made to give one on
+    purpose) is dead-lettered, and nothing of it reaches the user or the projections."""
+    world, bundle = world_and_bundle
+    model = BundleModel(bundle)
+    proc, store, pool = processor_for(model, tmp_path / "qdrant", top_k=5)
+
+    async def nan_encoder(texts):
+        return np.full((len(texts), 16), np.nan, np.float32)
+
+    proc.encode = nan_encoder
+    msgs = _messages(world, users=2, per_user=4)
+    search = {
+        "event_id": "u0-search",
+        "user_id": "u0",
+        "domain": TARGET,
+        "action": "search",
+        "text": "anything",
+        "event_time": 1.7e9 + 10,
+    }
+    msgs.append(SourceMessage("behaviour", 0, len(msgs), b"u0", json.dumps(search).encode(), 0.0))
+    table: dict[str, bytes] = {}
+    try:
+        out = asyncio.run(proc.process(msgs, table.get, lambda u, v, _m: table.__setitem__(u, v)))
+    finally:
+        pool.shutdown()
+        store.close()
+    letters = [(d.reason, d.source.offset) for d in out.dead_letters]
+    assert letters == [("non_finite", len(msgs) - 1)]
+    assert out.applied == len(msgs) - 1
+    assert all(is_finite(loads(v)) for v in table.values())
+    for part in model.online.parts.values():
+        assert all(np.isfinite(s.cross).all() for s in part.stats.values())
