@@ -349,5 +349,6 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         lambda: replica is None or replica.caught_up.is_set(),
         publishing.pending_s,
         worker.publish_stall_s,
+        behaviour_name,
     )
     return app

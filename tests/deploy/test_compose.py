@@ -96,7 +96,9 @@ def test_stack_has_kafka_in_kraft_mode_and_every_service() -> None:
 
 def test_worker_env_vars_are_settings_fields_and_validate(clean_env: pytest.MonkeyPatch) -> None:
     valid = worker_env_names()
-    for name, svc in services_from_worker_image().items():
+    services = services_from_worker_image()
+    assert "worker" in services  # else the loop below would check nothing
+    for name, svc in services.items():
         env = service_env(svc, {"QDRANT_API_KEY": "test-key"})
         if name == "worker":
             required = {

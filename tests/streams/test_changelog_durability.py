@@ -119,7 +119,8 @@ def test_held_records_reach_the_broker_after_their_gate_and_in_order(
                 table.send_changelog(0, f"k{i}".encode(), b"second")
             table.release()
             pending = table.take_unacked()
-            await asyncio.sleep(0.5)
+            # whatever was wrongly sent would be on the broker after this
+            await app.producer.flush()
             held = await loop.run_in_executor(None, read_topic, kafka, changelog)
             gate.set_result(None)
             await asyncio.gather(*pending)

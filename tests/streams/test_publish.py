@@ -27,16 +27,21 @@ from streams.publish import FAIL_STOP_EXIT, PublishPipeline, hold_messages, rele
 def test_a_batch_is_released_when_its_deliveries_resolve_without_a_next_batch() -> None:
     async def run() -> list[str]:
         log: list[str] = []
-        pipeline = PublishPipeline(
-            lambda ev: log.append(f"hold {ev}"), lambda ev: log.append(f"release {ev}"), 60
-        )
+        released = asyncio.Event()
+
+        def release(ev: object) -> None:
+            log.append(f"release {ev}")
+            released.set()
+
+        pipeline = PublishPipeline(lambda ev: log.append(f"hold {ev}"), release, 60)
         first = asyncio.get_running_loop().create_future()
         pipeline.hold(["a"])
         await pipeline.submit(["a"], [first])
         await asyncio.sleep(0.01)
         log.append("a still in flight")
         first.set_result(None)
-        await asyncio.sleep(0.01)  # no further batch: the release must not wait for one
+        # no further batch comes: the release must not wait for one
+        await asyncio.wait_for(released.wait(), 5)
         log.append("idle")
         return log
 

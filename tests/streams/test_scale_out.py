@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from collections import Counter
 
 import pytest
@@ -41,6 +40,12 @@ def _twin(w: WorkerHandle, name: str) -> WorkerHandle:
     )
 
 
+def _split(a: WorkerHandle, b: WorkerHandle) -> list[int] | None:
+    """Both workers' behaviour partitions, sorted, once each holds some (else None)."""
+    held = [a.healthz()["partitions"], b.healthz()["partitions"]]
+    return sorted(held[0] + held[1]) if all(held) else None
+
+
 def _ready(*workers: WorkerHandle) -> None:
     for w in workers:
         wait_for(lambda w=w: w.healthz()["ready"], 90, f"{w.log_path} ready", w.proc)
@@ -55,7 +60,12 @@ def test_two_workers_split_users_and_each_holds_the_whole_catalogue(make_worker)
         a.start()
         b.start()
         _ready(a, b)
-        time.sleep(2)  # let the group settle: one rebalance after the second member joined
+        # the group has settled once both hold behaviour partitions, all of them between them
+        wait_for(
+            lambda: _split(a, b) == list(range(a.kafka.partitions)),
+            120,
+            "both workers holding behaviour partitions",
+        )
         _ready(a, b)
         a.send(a.kafka.catalogue_topic, world.catalogue(), "item_id")
         n_items = len(world.items)
