@@ -48,7 +48,7 @@ def _credentials(kafka: KafkaSettings) -> Any:
         username=kafka.sasl_username,
         password=kafka.sasl_password.get_secret_value(),
         ssl_context=ssl_context,
-        mechanism=kafka.sasl_mechanism,
+        mechanism=kafka.sasl_mechanism.value,
     )
 
 

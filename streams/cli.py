@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsError
 
-from inference.errors import RecommenderError
+from inference.errors import ConfigError, RecommenderError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Streaming cross-domain recommender."
@@ -35,6 +38,11 @@ def _set(d: dict[str, Any], **kv: Any) -> dict[str, Any]:
 
 
 def _logging(level: str) -> None:
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise ConfigError(
+            f"XREC_LOG_LEVEL / --log-level {level!r} is not a level: use debug, info, warning "
+            "or error"
+        )
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -192,6 +200,38 @@ def main() -> None:
     except RecommenderError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
+    except (ValidationError, SettingsError) as exc:
+        typer.echo(f"error: {settings_error(exc)}", err=True)
+        raise SystemExit(2) from exc
+
+
+_SECRET = re.compile(r"password|secret|api_key|token", re.I)
+
+
+def settings_error(exc: Exception) -> str:
+    """A settings failure in one line: each bad value named by its environment variable."""
+    hint = "fix it (or its flag) or unset it for the default; `xrec config` lists every setting"
+    if not isinstance(exc, ValidationError):
+        return f"{exc}; {hint}"
+    prefix = _env_prefix(exc.title)
+    problems = []
+    for err in exc.errors():
+        field = "_".join(str(p) for p in err["loc"])
+        name = f"{prefix}{field}".upper() if field else exc.title
+        got = "" if _SECRET.search(field) else f" (got {err.get('input')!r})"
+        problems.append(f"{name}: {err['msg']}{got}")
+    return f"{'; '.join(problems)}; {hint}"
+
+
+def _env_prefix(class_name: str) -> str:
+    """The env prefix of the settings class called ``class_name`` ('' when unknown)."""
+    todo = list(BaseSettings.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if cls.__name__ == class_name:
+            return str(cls.model_config.get("env_prefix", ""))
+        todo.extend(cls.__subclasses__())
+    return ""
 
 
 if __name__ == "__main__":

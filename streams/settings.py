@@ -6,11 +6,13 @@ shows it in each flag's help. Secrets are ``SecretStr`` so they never reach a lo
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from inference.errors import ConfigError
 
@@ -29,6 +31,12 @@ class SecurityProtocol(StrEnum):
     SASL_SSL = "SASL_SSL"
 
 
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
 class KafkaSettings(BaseSettings):
     """Where the broker is, how to authenticate, and the topic names (env prefix ``KAFKA_``)."""
 
@@ -38,7 +46,9 @@ class KafkaSettings(BaseSettings):
     security_protocol: SecurityProtocol = Field(
         SecurityProtocol.PLAINTEXT, description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
-    sasl_mechanism: str = Field("PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    sasl_mechanism: SaslMechanism = Field(
+        SaslMechanism.PLAIN, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
     sasl_username: str | None = Field(None, description="SASL user (with SASL_* protocols)")
     sasl_password: SecretStr | None = Field(
         None, description="SASL password (secret, never logged)"
@@ -107,7 +117,7 @@ class KafkaSettings(BaseSettings):
             "security_protocol": self.security_protocol.value,
         }
         if self.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_mechanism"] = self.sasl_mechanism.value
             kwargs["sasl_plain_username"] = self.sasl_username
             assert self.sasl_password is not None
             kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value()
@@ -135,9 +145,10 @@ class WorkerSettings(BaseSettings):
     batch_size: int = Field(256, ge=1, description="events per micro-batch (stream.take)")
     batch_within_s: float = Field(0.02, gt=0, description="max wait to fill a micro-batch")
     top_k: int = Field(10, ge=1, le=1000, description="items per recommendation event")
-    target_domains: list[str] = Field(
+    target_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="domains to recommend in; empty = every domain in the catalogue",
+        description="domains to recommend in, comma-separated; empty = every domain in the "
+        "catalogue",
     )
     recent_items: int = Field(200, ge=1, description="consumed items remembered per user/domain")
     max_text_chars: int = Field(4000, ge=1, description="longer text fields are dead-lettered")
@@ -190,6 +201,17 @@ class WorkerSettings(BaseSettings):
         EventLoop.UVLOOP,
         description="event loop: uvloop (libuv, in C) or asyncio (the standard library's)",
     )
+
+    @field_validator("target_domains", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        # from the environment: "food,kitchen" (a JSON list is taken too)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [d.strip() for d in text.split(",") if d.strip()]
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:

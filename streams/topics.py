@@ -53,12 +53,14 @@ async def ensure_topics(
                 )
             log.info("created topics %s with %d partitions", missing, kafka.partitions)
         described = await admin.describe_topics(names)
+        # the behaviour topic and the tables' changelogs (users, projection) go together
+        partitioned = {kafka.behaviour_topic, *names[-2:]}
         for topic in described:
             n = len(topic.get("partitions", []))
-            if topic["topic"] in (kafka.behaviour_topic, names[-1]) and n != kafka.partitions:
+            if topic["topic"] in partitioned and n != kafka.partitions:
                 raise ConfigError(
                     f"topic {topic['topic']!r} has {n} partitions but KAFKA_PARTITIONS="
-                    f"{kafka.partitions}; set KAFKA_PARTITIONS={n} (the users table must be "
+                    f"{kafka.partitions}; set KAFKA_PARTITIONS={n} (the tables must be "
                     "co-partitioned with the behaviour topic)"
                 )
     finally:

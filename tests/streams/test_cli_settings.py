@@ -1,0 +1,54 @@
+"""Bad settings end the command with one line naming the environment variable, not a trace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from streams.settings import KafkaSettings, WorkerSettings
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"MODEL_PROVIDER": "gpu"}, "MODEL_PROVIDER: Input should be 'auto', 'cuda' or 'cpu'"),
+        ({"WORKER_BATCH_SIZE": "abc"}, "WORKER_BATCH_SIZE: Input should be a valid integer"),
+        ({"QDRANT_TIMEOUT_S": "-1"}, "QDRANT_TIMEOUT_S: Input should be greater than 0"),
+        ({"XREC_LOG_LEVEL": "verbose"}, "XREC_LOG_LEVEL / --log-level 'verbose' is not a level"),
+        ({"KAFKA_SASL_MECHANISM": "SCRAM-SHA512"}, "KAFKA_SASL_MECHANISM: Input should be"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_its_variable(env: dict, expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from streams.cli import main; main()", "worker"],
+        env={**os.environ, **env, "KAFKA_BOOTSTRAP": "127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_secret_is_not_echoed() -> None:
+    from pydantic import ValidationError
+
+    from streams.cli import settings_error
+
+    try:
+        KafkaSettings(sasl_password=["not", "a", "string"])
+    except ValidationError as exc:
+        message = settings_error(exc)
+    segment = next(p for p in message.split("; ") if p.startswith("KAFKA_SASL_PASSWORD"))
+    assert "(got" not in segment and "'a'" not in message
+
+
+def test_target_domains_take_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_TARGET_DOMAINS", "food, kitchen")
+    assert WorkerSettings().target_domains == ["food", "kitchen"]
+    monkeypatch.setenv("WORKER_TARGET_DOMAINS", '["food"]')
+    assert WorkerSettings().target_domains == ["food"]
