@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
 
+# An fp16 graph the export could not validate (no GPU there) is checked where it is served,
+# against the fp32 graph on the same provider, with the export's own gate.
+FP16_MIN_COSINE = 0.999  # = exporter.parity.FP16_MIN_COSINE
+AGREEMENT_TEXTS = (
+    "",
+    "a",
+    "Stainless steel chef's knife, 8 inch",
+    "organic green tea, 100 bags",
+    "Ceramic non-stick frying pan with lid (28 cm) - dishwasher safe",
+    "Crème brûlée torch 🔥 for the kitchen",
+    "why does my sourdough starter smell like acetone after two days in the fridge?",
+    " ".join(["long text"] * 200),
+)
+
 
 class TextEncoder:
     """Encode texts into L2-normalised float32 vectors with the exported model."""
@@ -87,6 +101,43 @@ class TextEncoder:
             )
         return precision
 
+    def _checked_fp16(
+        self, session: ort.InferenceSession, precision: Precision, providers: list[str]
+    ) -> tuple[ort.InferenceSession, Precision]:
+        """The fp16 session ``auto`` chose, unless the export could not validate it and it
+        disagrees with fp32 here: then the fp32 session, said loudly."""
+        chosen = self.manifest.variants[precision]
+        if precision != Precision.FP16 or chosen.validated or self.settings.variant != Variant.AUTO:
+            return session, precision
+        fp32 = self._session_for(Precision.FP32, providers)
+        agreement = self.agreement(session, fp32)
+        if agreement >= FP16_MIN_COSINE:
+            log.info("fp16 graph agrees with fp32 here: min cosine %.5f", agreement)
+            return session, precision
+        log.error(
+            "fp16 graph disagrees with fp32 on %s (min cosine %.5f < %s): serving fp32; "
+            "re-export the fp16 graph, or set MODEL_VARIANT=fp16 to serve it anyway",
+            providers[0],
+            agreement,
+            FP16_MIN_COSINE,
+        )
+        return fp32, Precision.FP32
+
+    def agreement(self, a: ort.InferenceSession, b: ort.InferenceSession) -> float:
+        """The least cosine between two sessions' vectors of :data:`AGREEMENT_TEXTS`."""
+        outputs = []
+        for session in (a, b):
+            names = [i.name for i in session.get_inputs()]
+            encodings = tokenize(self._tokenizer, AGREEMENT_TEXTS)
+            out = np.empty((len(AGREEMENT_TEXTS), self.dim), np.float32)
+            for batch in length_sorted_batches(encodings, 4, self._pad_id):
+                (vectors,) = session.run([self.manifest.output], batch.feeds(names))
+                out[batch.indices] = vectors
+            outputs.append(out.astype(np.float64))
+        norms = np.linalg.norm(outputs[0], axis=1) * np.linalg.norm(outputs[1], axis=1)
+        cosines = (outputs[0] * outputs[1]).sum(axis=1) / np.maximum(norms, 1e-12)
+        return float(np.nan_to_num(cosines, nan=-1.0).min())
+
     def _session_for(self, precision: Precision, providers: list[str]) -> ort.InferenceSession:
         info = self.manifest.variants[precision]
         path = self._dir / info.file
@@ -122,6 +173,7 @@ class TextEncoder:
             session = self._session_for(precision, [CUDA_EP, CPU_EP])
             # onnxruntime silently drops CUDA when a CUDA library is missing: check what it got
             if CUDA_EP in session.get_providers():
+                session, precision = self._checked_fp16(session, precision, [CUDA_EP, CPU_EP])
                 return session, Provider.CUDA, precision
             if wanted == Provider.CUDA:
                 raise ProviderUnavailableError(

@@ -110,3 +110,46 @@ def test_corrupt_graph_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
     (copy / "model.onnx").write_bytes(b"garbage")
     with pytest.raises(ModelError, match="sha256"):
         TextEncoder(ModelSettings(dir=copy, provider="cpu"))
+
+
+@pytest.mark.model
+def test_an_unvalidated_fp16_graph_is_served_only_where_it_agrees_with_fp32(
+    tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An export without a GPU leaves its fp16 graph unvalidated. Where ``auto``
+    picks it (on CUDA) it is first compared with fp32 on the same provider; the check is run
+    here on the CPU, which runs the fp16 graph too (the GPU path is the same code)."""
+    from inference.encoder import CPU_EP, FP16_MIN_COSINE
+
+    with TextEncoder(ModelSettings(dir=tiny_bundle, provider="cpu")) as enc:
+        assert not enc.manifest.variants[Precision.FP16].validated
+        fp16 = enc._session_for(Precision.FP16, [CPU_EP])
+        fp32 = enc._session_for(Precision.FP32, [CPU_EP])
+        assert enc.agreement(fp16, fp32) >= FP16_MIN_COSINE
+        assert enc._checked_fp16(fp16, Precision.FP16, [CPU_EP]) == (fp16, Precision.FP16)
+        # a broken conversion: one weight matrix of the fp16 graph zeroed
+        broken = ort.InferenceSession(
+            str(_zero_largest_weight(tiny_bundle / "model_fp16.onnx", tmp_path)),
+            providers=[CPU_EP],
+        )
+        assert enc.agreement(broken, fp32) < FP16_MIN_COSINE
+        session, precision = enc._checked_fp16(broken, Precision.FP16, [CPU_EP])
+        assert precision == Precision.FP32 and session is not broken
+        assert "disagrees with fp32" in caplog.text
+    # asked for by name, it is served as asked
+    with TextEncoder(ModelSettings(dir=tiny_bundle, provider="cpu", variant="fp16")) as named:
+        assert named._checked_fp16(broken, Precision.FP16, [CPU_EP]) == (broken, Precision.FP16)
+
+
+def _zero_largest_weight(graph: Path, folder: Path) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph))
+    largest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    zeroed = numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(largest)), largest.name)
+    largest.CopyFrom(zeroed)
+    out = folder / "broken_fp16.onnx"
+    onnx.save(model, str(out))
+    return out
