@@ -221,21 +221,37 @@ class ModelBundle:
             )
         if _sha256(src / ARRAYS_FILE) != manifest.get("arrays_sha256"):
             raise ModelError(f"{src / ARRAYS_FILE} does not match its sha256 in the manifest")
-        with np.load(src / ARRAYS_FILE, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        bundle = cls(
-            item_ids=tuple(arrays["item_ids"].tolist()),
-            item_domains=tuple(arrays["item_domains"].tolist()),
-            inputs=arrays["inputs"],
-            outputs=arrays["outputs"],
-            projections={
-                k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("projection:")
-            },
-            bridge=TextBridge(tuple(arrays["bridge_domains"].tolist()), arrays["bridge_weights"]),
-            params=BundleParams(**manifest["params"]),
-            text_model=manifest.get("text_model", ""),
-            fit_info=manifest.get("fit_info", {}),
-        )
+        try:
+            with np.load(src / ARRAYS_FILE, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+            bundle = cls(
+                item_ids=tuple(arrays["item_ids"].tolist()),
+                item_domains=tuple(arrays["item_domains"].tolist()),
+                inputs=arrays["inputs"],
+                outputs=arrays["outputs"],
+                projections={
+                    k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("projection:")
+                },
+                bridge=TextBridge(
+                    tuple(arrays["bridge_domains"].tolist()), arrays["bridge_weights"]
+                ),
+                params=BundleParams(**manifest["params"]),
+                text_model=manifest.get("text_model", ""),
+                fit_info=manifest.get("fit_info", {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            # e.g. a bundle written by a newer xrec (a parameter this one does not know)
+            raise ModelError(
+                f"{src}: not a bundle this version of xrec can read ({exc!r}): refit it with "
+                "this version, or run the version that wrote it"
+            ) from exc
+        bad = [
+            name
+            for name, arr in arrays.items()
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all()
+        ]
+        if bad:
+            raise ModelError(f"{src}: {', '.join(sorted(bad))} hold NaN or inf: refit the bundle")
         if bundle.version != manifest.get("version"):
             raise ModelError(
                 f"{src}: content hashes to {bundle.version}, "

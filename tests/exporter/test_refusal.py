@@ -110,4 +110,8 @@ def test_compare_gates_and_catches_nan() -> None:
     nan = ref.copy()
     nan[1] = np.nan
     assert not compare([ref], [nan], [case], provider="cpu", threshold=0.9).passed
-    assert compare([ref], [rotated], [case], provider="cpu", threshold=None).passed
+    # without a threshold: agreement is only recorded, but NaN output still fails
+    ungated = compare([ref], [rotated], [case], provider="cpu", threshold=None)
+    assert ungated.passed and ungated.min_cosine < 0.9999 and ungated.threshold is None
+    ungated_nan = compare([ref], [nan], [case], provider="cpu", threshold=None)
+    assert not ungated_nan.passed and ungated_nan.max_abs_diff == float("inf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -33,7 +34,10 @@ def test_round_trip_keeps_everything(fitted, tmp_path) -> None:
     np.testing.assert_array_equal(loaded.inputs, bundle.inputs)
     np.testing.assert_array_equal(loaded.outputs, bundle.outputs)
     assert sorted(loaded.projections) == sorted(bundle.projections)
+    for key, p in bundle.projections.items():
+        np.testing.assert_array_equal(loaded.projections[key], p.astype(np.float32))
     assert loaded.params == bundle.params and loaded.text_model == "test@1"
+    assert loaded.fit_info == bundle.fit_info and loaded.fit_info["transfer_rank"] == 6
     state = {"food": DomainSummary(bundle.inputs[3], 2)}
     np.testing.assert_array_equal(
         query_vector(state, "kitchen", loaded)[0], query_vector(state, "kitchen", bundle)[0]
@@ -108,3 +112,36 @@ def test_new_item_lands_near_its_collaborative_neighbours() -> None:
     assert np.mean(agree) > 0.6, (
         f"new items' neighbours share their group only {np.mean(agree):.0%}"
     )
+
+
+def _edit(path, manifest_edit=None, arrays_edit=None) -> None:
+    """Change a saved bundle the way another writer would (sha kept consistent)."""
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    if arrays_edit is not None:
+        with np.load(path / ARRAYS_FILE) as data:
+            arrays = {name: data[name] for name in data.files}
+        arrays_edit(arrays)
+        np.savez(path / ARRAYS_FILE, **arrays)
+        manifest["arrays_sha256"] = hashlib.sha256((path / ARRAYS_FILE).read_bytes()).hexdigest()
+    if manifest_edit is not None:
+        manifest_edit(manifest)
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("manifest_edit", "arrays_edit", "says"),
+    [
+        (lambda m: m["params"].update(from_the_future=1.0), None, "refit it with this version"),
+        (lambda m: m.pop("params"), None, "not a bundle this version of xrec can read"),
+        (None, lambda a: a.pop("bridge_weights"), "not a bundle this version of xrec can read"),
+        (None, lambda a: a["inputs"].__setitem__((0, 0), np.nan), "inputs hold NaN or inf"),
+    ],
+)
+def test_a_bundle_this_version_cannot_serve_is_a_model_error(
+    fitted, tmp_path, manifest_edit, arrays_edit, says
+) -> None:
+    _, bundle = fitted
+    path = bundle.save(tmp_path / "bundle")
+    _edit(path, manifest_edit, arrays_edit)
+    with pytest.raises(ModelError, match=says):
+        ModelBundle.load(path)
