@@ -88,6 +88,7 @@ class TokenizerInfo(_Frozen):
     pad_id: int
     pad_token: str
     max_length: int
+    sha256: str | None = None  # absent from exports made before it was recorded
 
 
 class Manifest(_Frozen):
@@ -166,6 +167,10 @@ def verify_bundle(folder: Path, *, check_hashes: bool = True) -> Manifest:
     tokenizer = folder / manifest.tokenizer.file
     if not tokenizer.is_file():
         raise ModelError(f"{tokenizer} is missing")
+    # checked even when the graphs are not: a swapped vocabulary changes every vector silently
+    expected = manifest.tokenizer.sha256
+    if expected is not None and file_sha256(tokenizer) != expected:
+        raise ModelError(f"{tokenizer} does not match the sha256 in the manifest: re-export")
     for info in manifest.variants.values():
         path = folder / info.file
         if not path.is_file():

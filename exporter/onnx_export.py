@@ -215,7 +215,10 @@ def _build(
         inputs=inputs,
         output=graph.OUTPUT_NAME,
         tokenizer=TokenizerInfo(
-            pad_id=source.pad_id, pad_token=source.pad_token, max_length=source.max_length
+            pad_id=source.pad_id,
+            pad_token=source.pad_token,
+            max_length=source.max_length,
+            sha256=file_sha256(folder / TOKENIZER_FILE),
         ),
         variants=entries,
         versions=_versions(graph.library_versions()),

@@ -205,7 +205,11 @@ class TextEncoder:
     @property
     def model_version(self) -> str:
         """Short version string, e.g. ``all-MiniLM-L6-v2@1a2b3c4d``."""
-        return self.manifest.model_version
+        version = self.manifest.model_version
+        # texts cut shorter than the export's limit give other vectors: another version
+        if self.max_length != self.manifest.max_length:
+            version += f"-len{self.max_length}"
+        return version
 
     # -- encoding ------------------------------------------------------------------------
 

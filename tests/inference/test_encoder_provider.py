@@ -101,6 +101,21 @@ def test_max_length_above_export(model_dir: Path) -> None:
         TextEncoder(ModelSettings(dir=model_dir, provider="cpu", max_length=300))
     with TextEncoder(ModelSettings(dir=model_dir, provider="cpu", max_length=16)) as short:
         assert short.max_length == 16
+        # shorter cuts give other vectors: not the version a bundle was fitted with
+        assert short.model_version == f"{short.manifest.model_version}-len16"
+
+
+@pytest.mark.model
+def test_a_swapped_tokenizer_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    with TextEncoder(ModelSettings(dir=copy, provider="cpu")) as enc:
+        assert enc.manifest.tokenizer.sha256 is not None
+        assert enc.model_version == enc.manifest.model_version
+    tokenizer = copy / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text().replace('"[UNK]"', '"[UNKNOWN]"', 1))
+    with pytest.raises(ModelError, match=r"tokenizer\.json does not match"):
+        TextEncoder(ModelSettings(dir=copy, provider="cpu"))
 
 
 @pytest.mark.model
