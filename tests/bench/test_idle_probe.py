@@ -16,6 +16,6 @@ def test_idle_probe_reports_worker_and_broker_cpu(model_dir: Path) -> None:
     out = idle_cores([50], seconds=3.0, settle_s=10.0, model_dir=model_dir)
     (row,) = out.values()
     assert set(out) == {"fetch_max_wait_50ms"}
-    # an idle worker still polls and heartbeats, and the broker answers it: neither is zero,
-    # and neither is near a whole core
-    assert 0 < row["worker_cores"] < 0.8 and 0 < row["broker_cores"] < 0.8
+    # an idle worker still polls and heartbeats, and the broker answers it: neither is zero
+    # (how little they use is the benchmark's figure, not a test's)
+    assert row["worker_cores"] > 0 and row["broker_cores"] > 0
