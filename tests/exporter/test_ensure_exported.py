@@ -1,4 +1,8 @@
-"""``ensure_exported`` exports only when the folder holds no valid bundle."""
+"""``ensure_exported`` exports only when the folder holds no valid bundle.
+
+These check the decision only, so ``export_model`` is replaced by a recorder: the export itself
+(of the bundled model, about 30 s) has its own tests (test_export, test_refusal, test_variants).
+"""
 
 from __future__ import annotations
 

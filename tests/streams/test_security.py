@@ -251,12 +251,8 @@ def test_worker_serves_only_metrics_and_healthz_and_logs_no_secret(make_worker) 
             for v in ("STATS", "GRAPH", "METRICS", "TABLES", "ROUTER")
         },
     }
-    os.environ.update(extra)  # start_worker_process passes os.environ on
-    try:
-        w.start()
-    finally:
-        for k in extra:
-            os.environ.pop(k, None)
+    w.extra_env = {**w.extra_env, **extra}
+    w.start()
     item = {"item_id": "books-1", "domain": "books", "title": "The Art of Espresso"}
     user = "user-private-42"
     event = {
