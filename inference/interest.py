@@ -73,6 +73,18 @@ class DomainInterest:
 
 
 @dataclass
+class FoldedPairs:
+    """What a user last contributed to the online projections (``inference.online_projection``):
+    their domain means then (top coordinates) and each pair's statistics age after the fold, so
+    that their next fold can take it out again and each user counts once."""
+
+    space: str  # the bundle version the statistics belong to
+    partition: int  # whose statistics hold the pairs
+    ages: dict[str, float]  # pair key -> the statistics' age after the fold
+    means: dict[str, np.ndarray]  # domain -> its mean's top coordinates
+
+
+@dataclass
 class UserState:
     """Everything the worker keeps about one user."""
 
@@ -84,6 +96,7 @@ class UserState:
     # Per-user rate limit (token bucket on the record-timestamp clock; None = full bucket).
     rate_tokens: float | None = None
     rate_at: float = 0.0
+    folded: FoldedPairs | None = None
 
     def seen(self, event_id: str, partition: int | None, offset: int | None) -> bool:
         """True when this event was applied already (replayed offset or repeated id)."""
@@ -224,8 +237,18 @@ def dumps(state: UserState) -> bytes:
         if d.drift_pending_short is not None:  # only while a detection awaits confirmation
             meta["domains"][name]["ps"] = True
             pending.append(np.asarray(d.drift_pending_short, np.float32).tobytes())
+    folded: list[bytes] = []  # after the pending vectors, for the same reason
+    if state.folded is not None:
+        f = state.folded
+        meta["fp"] = {
+            "s": f.space,
+            "p": f.partition,
+            "a": f.ages,
+            "d": {name: int(v.shape[0]) for name, v in f.means.items()},
+        }
+        folded = [np.asarray(v, np.float32).tobytes() for v in f.means.values()]
     head = json.dumps(meta, separators=(",", ":")).encode()
-    return _HEADER.pack(len(head)) + head + b"".join(blobs) + b"".join(pending)
+    return _HEADER.pack(len(head)) + head + b"".join(blobs) + b"".join(pending) + b"".join(folded)
 
 
 def loads(raw: bytes | None) -> UserState:
@@ -268,6 +291,13 @@ def loads(raw: bytes | None) -> UserState:
             d = state.domains[name]
             d.drift_pending_short = np.frombuffer(raw, np.float32, m["dim"], pos).copy()
             pos += 4 * m["dim"]
+    if "fp" in meta:
+        f = meta["fp"]
+        means = {}
+        for name, dim in f["d"].items():
+            means[name] = np.frombuffer(raw, np.float32, dim, pos).copy()
+            pos += 4 * dim
+        state.folded = FoldedPairs(f["s"], f["p"], f["a"], means)
     return state
 
 

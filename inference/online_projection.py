@@ -26,7 +26,7 @@ import numpy as np
 
 from inference.bundle import ModelBundle, pair_key
 from inference.drift import DriftParams, PageHinkley, relative_residual
-from inference.interest import UserState
+from inference.interest import FoldedPairs, UserState
 from inference.projection import ProjectionStats
 from inference.recency_mix import InterestBefore, MixStats, solve_mix
 
@@ -54,6 +54,7 @@ class PartitionStats:
             arrays[f"{key}|gram"] = s.gram
             arrays[f"{key}|cross"] = s.cross
             arrays[f"{key}|weight"] = np.array([s.weight])
+            arrays[f"{key}|age"] = np.array([s.age])
         if self.mix:
             arrays["mix_domains"] = np.array(list(self.mix))
             arrays["mix_sums"] = np.array([m.as_list() for m in self.mix.values()])
@@ -69,7 +70,12 @@ class PartitionStats:
         z = np.load(io.BytesIO(raw))
         keys = {name.split("|")[0] for name in z.files if "|" in name}
         stats = {
-            k: ProjectionStats(z[f"{k}|gram"], z[f"{k}|cross"], float(z[f"{k}|weight"][0]))
+            k: ProjectionStats(
+                z[f"{k}|gram"],
+                z[f"{k}|cross"],
+                float(z[f"{k}|weight"][0]),
+                float(z[f"{k}|age"][0]) if f"{k}|age" in z.files else 0.0,
+            )
             for k in keys
         }
         mix: dict[str, MixStats] = {}
@@ -154,6 +160,10 @@ class OnlineProjections:
             return False
         part = self.parts.setdefault(partition, PartitionStats(space=self.bundle.version))
         if offset <= part.offset:
+            # Folded before (a replay after a crash, a failed batch's retry): the user's pairs
+            # are in the statistics, at ages since passed, unknown here; taken as now, their
+            # later retraction takes out at most the little the forgetting has removed since.
+            self._mark_folded(state, partition, part, self._means(state))
             return False
         part.offset = offset
         if mix is not None and self.params.online_mix and mix[0] in self.bundle.domains:
@@ -165,32 +175,60 @@ class OnlineProjections:
                 part.folded += 1
                 self.mix_updates += 1
                 self._mix_dirty.add(domain)
-        means = {
-            name: d.mean()
-            for name, d in state.domains.items()
-            if d.long_weight > 0 and name in self.bundle.domains
-        }
-        detected = False
         r = self.rank
+        means = self._means(state)
+        # The user's previous pairs, taken out as their new ones go in: each user counts once,
+        # with their latest means (as in the offline fit), however many events they send.
+        prev = state.folded
+        if prev is not None and (prev.space, prev.partition) != (self.bundle.version, partition):
+            prev = None  # statistics of another bundle, or of another partition
+        detected = False
+        ages: dict[str, float] = {}
         for source, target in permutations(sorted(means), 2):
             key = pair_key(source, target)
             if not self.bundle.has_projection(source, target):
                 continue
             z, m = means[source], means[target]
-            predicted = z[:r] @ self._current(source, target)[:r, :r]
-            residual = min(1.0, relative_residual(predicted, m[:r]))
+            if not (np.isfinite(z).all() and np.isfinite(m).all()):
+                continue
+            predicted = z @ self._current(source, target)[:r, :r]
+            residual = min(1.0, relative_residual(predicted, m))
             if self.detector.update(residual, self.params.pop_detector):
                 detected = True
                 self.detections += 1
                 self.hold = self.params.pop_hold_updates
             forget = self.params.pop_forget_drift if self.hold > 0 else self.params.pop_forget
             self.hold = max(0, self.hold - 1)
-            old = part.stats.get(key) or ProjectionStats.empty(r)
-            part.stats[key] = old.update(z, m, forget)
+            stats = part.stats.get(key) or ProjectionStats.empty(r)
+            if prev is not None and key in prev.ages:
+                stats = stats.retract(prev.means[source], prev.means[target], prev.ages[key])
+            stats = part.stats[key] = stats.update(z, m, forget)
+            ages[key] = stats.age
             part.folded += 1
             self.updates += 1
             self._dirty.add((source, target))
+        if ages:
+            state.folded = FoldedPairs(self.bundle.version, partition, ages, means)
         return detected
+
+    def _means(self, state: UserState) -> dict[str, np.ndarray]:
+        """The user's long-term means that take part in pairs (top coordinates)."""
+        return {
+            name: d.mean()[: self.rank]
+            for name, d in state.domains.items()
+            if d.long_weight > 0 and name in self.bundle.domains
+        }
+
+    def _mark_folded(
+        self, state: UserState, partition: int, part: PartitionStats, means: dict
+    ) -> None:
+        ages = {
+            key: part.stats[key].age
+            for source, target in permutations(sorted(means), 2)
+            if (key := pair_key(source, target)) in part.stats
+        }
+        if ages:
+            state.folded = FoldedPairs(self.bundle.version, partition, ages, means)
 
     def _solve(self, source: str, target: str) -> None:
         key = pair_key(source, target)

@@ -16,6 +16,7 @@ Row-vector convention: ``projected = mean @ P``. numpy only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,8 @@ class ProjectionStats:
     gram: np.ndarray  # [rank, rank] sum of w * z z^T
     cross: np.ndarray  # [rank, rank] sum of w * z m^T
     weight: float  # decayed number of pairs
+    # -log of the forgetting applied so far: a pair folded at age a weighs exp(a - age) now
+    age: float = 0.0
 
     @classmethod
     def empty(cls, rank: int) -> ProjectionStats:
@@ -66,6 +69,22 @@ class ProjectionStats:
             forget * self.gram + np.outer(z, z),
             forget * self.cross + np.outer(z, m),
             forget * self.weight + 1.0,
+            self.age - math.log(forget),
+        )
+
+    def retract(self, source: np.ndarray, target: np.ndarray, folded_at: float) -> ProjectionStats:
+        """Take out a pair folded in when the statistics were at age ``folded_at``, with the
+        weight the forgetting has left it (how one user's newer pair replaces their older)."""
+        if folded_at > self.age + 1e-9:
+            return self  # folded into statistics newer than these (restored from before it)
+        z = np.asarray(source[: self.rank], dtype=np.float64)
+        m = np.asarray(target[: self.rank], dtype=np.float64)
+        w = math.exp(folded_at - self.age)
+        return ProjectionStats(
+            self.gram - w * np.outer(z, z),
+            self.cross - w * np.outer(z, m),
+            max(0.0, self.weight - w),
+            self.age,
         )
 
     def solve(self, l2: float, dim: int, prior: np.ndarray | None = None) -> np.ndarray:
@@ -88,6 +107,7 @@ class ProjectionStats:
         return out
 
     def __add__(self, other: ProjectionStats) -> ProjectionStats:
+        # ages belong to one sequence of folds: a sum is only solved, never folded into
         return ProjectionStats(
             self.gram + other.gram, self.cross + other.cross, self.weight + other.weight
         )
