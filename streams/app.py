@@ -21,6 +21,7 @@ from faust.streams import _current_event  # the table picks its changelog partit
 
 from streams.behaviour import LearnedState
 from streams.catalogue_replica import CataloguePosition, CatalogueReplica
+from streams.catalogue_resync import SharedCatalogueResync
 from streams.changelog import AckedTable
 from streams.consumer import worker_consumer
 from streams.deadletter import DeadLetter, SourceMessage, reject
@@ -243,13 +244,17 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             since_freeze = 0
 
     replica: CatalogueReplica | None = None
+    resync: SharedCatalogueResync | None = None
     if runtime.store.local_dir is None:  # one store for every worker: the group splits the work
+        resync = shared = SharedCatalogueResync(
+            kafka, kafka.catalogue_topic, worker.batch_size, replay_catalogue
+        )
 
         @app.agent(catalogue_topic, name="catalogue")
         async def catalogue_agent(stream: faust.StreamT) -> None:
             since_idle = 0
             async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
-                await apply_catalogue([_source(e) for e in events])
+                await shared.apply([_source(e) for e in events], apply_catalogue)
                 since_idle += len(events)
                 if len(events) < worker.batch_size:
                     await catalogue_idle(since_idle)
@@ -265,6 +270,11 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             on_idle=catalogue_idle,
             replay=replay_catalogue,
         )
+
+        if runtime.reseeded and reader.position.load():
+            # Started with another bundle than the store was last seeded with: the items
+            # placed from their text by that one are placed again, as after a reload.
+            reader.rewind()
 
         @app.task
         async def read_catalogue() -> None:
@@ -324,12 +334,21 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
 
         @app.timer(worker.bundle_reload_s)
         async def reload_bundle() -> None:
-            if await runtime.maybe_reload(bundle_dir) and replica is not None:
-                # Items the new bundle was not fitted on hold the old bundle's place from
-                # their text: each item's latest record is applied again, by the new bundle
-                # (fitted items are not encoded again). A shared store keeps them as they are
-                # until their next catalogue event.
+            if not await runtime.maybe_reload(bundle_dir):
+                return
+            # Items the new bundle was not fitted on hold the old bundle's place from their
+            # text: each item's latest record is applied again, by the new bundle (fitted
+            # items are not encoded again). A shared store: by each worker for its partitions.
+            if replica is not None:
                 replica.rewind()
+            elif resync is not None:
+                catalogue_name = catalogue_topic.get_topic_name()
+                mine = {
+                    tp.partition
+                    for tp in app.assignor.assigned_actives()
+                    if tp.topic == catalogue_name
+                }
+                await resync.run(mine)
 
     behaviour_name = behaviour_topic.get_topic_name()
 

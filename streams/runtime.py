@@ -52,6 +52,9 @@ class Runtime:
     max_backoff_s: float = 30.0
     optimize_on_idle: bool = False  # QDRANT_OPTIMIZE_ON_IDLE (Qdrant Edge)
     gc_freeze: bool = False  # WORKER_GC_FREEZE (see streams.heap)
+    # The bundle's items were seeded at start: the store held another bundle's (or nothing),
+    # so items placed from their text by that one need placing again (streams.app).
+    reseeded: bool = False
 
     def __post_init__(self) -> None:
         self._processors: list[ServesModel] = []
@@ -196,11 +199,12 @@ def build_runtime(
     params = InterestParams(recent_items=worker.recent_items)
     drift = DriftParams(adaptive=worker.drift_adaptive, online_mix=worker.drift_online_mix)
     model: InterestModel
+    reseeded = False
     if worker.bundle_dir is not None:
         model = load_bundle_model(worker.bundle_dir, encoder.model_version, drift)
         params = model.interest_params(params)
         store.ensure_collections(model.stored_dim)
-        seed_bundle_items(store, model)
+        reseeded = seed_bundle_items(store, model) > 0
     else:
         model = TextSpaceModel(version=encoder.model_version, drift=drift)
         store.ensure_collections(encoder.dim)
@@ -226,6 +230,7 @@ def build_runtime(
         max_backoff_s=worker.store_retry_max_s,
         optimize_on_idle=optimize,
         gc_freeze=worker.gc_freeze,
+        reseeded=reseeded,
     )
 
 

@@ -1,0 +1,95 @@
+"""After a bundle reload with a store shared by the group (a Qdrant server): each worker applies
+the latest record of every item on its catalogue partitions again, by the new bundle.
+
+Items the new bundle was not fitted on hold the place the old bundle gave them from their text
+until then. A store inside the worker does this in its own catalogue reader
+(:mod:`streams.catalogue_replica`); here the catalogue agent of the consumer group applies
+records at the same time, so the two are interleaved under one lock, a chunk at a time, and a
+replayed record is left out when the agent has applied that item at or after its offset
+meanwhile (the agent's version is as new or newer). What the agent applies after a replayed
+record is never older than it for long: the agent reads its partitions in order, so it reaches
+that record again, or a newer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+
+from faust.types import TP
+
+from streams.catalogue_replay import latest_records
+from streams.catalogue_replica import Apply
+from streams.consumer import fetched_end_offsets
+from streams.deadletter import SourceMessage
+from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+class SharedCatalogueResync:
+    """The catalogue agent's batches and the replays after reloads, one at a time."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, batch_size: int, replay: Apply) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.batch_size = batch_size
+        self.replay = replay
+        self._lock = asyncio.Lock()
+        # While a replay runs: item key -> (partition, offset) the agent applied last.
+        self._applied: dict[bytes, tuple[int, int]] | None = None
+
+    async def apply(self, msgs: list[SourceMessage], apply: Apply) -> None:
+        """Apply an agent batch with ``apply`` (never in the middle of a replayed chunk)."""
+        async with self._lock:
+            await apply(msgs)
+            if self._applied is not None:
+                for m in msgs:
+                    if m.key is not None:
+                        self._applied[m.key] = (m.partition, m.offset)
+
+    async def run(self, partitions: Collection[int]) -> int:
+        """Apply the latest record of each item on ``partitions`` (this worker's now) again;
+        the number of records applied."""
+        if not partitions:
+            return 0
+        upto = await end_offsets(self.kafka, self.topic, partitions)
+        self._applied = {}
+        applied = 0
+        try:
+            latest = await latest_records(self.kafka, self.topic, upto)
+            for start in range(0, len(latest), self.batch_size):
+                async with self._lock:
+                    chunk = [m for m in latest[start : start + self.batch_size] if self._due(m)]
+                    if chunk:
+                        await self.replay(chunk)
+                        applied += len(chunk)
+        finally:
+            self._applied = None
+        log.info(
+            "catalogue %s partitions %s: applied the latest of %d items again",
+            self.topic,
+            sorted(partitions),
+            applied,
+        )
+        return applied
+
+    def _due(self, m: SourceMessage) -> bool:
+        """Whether the agent has not applied this item at or after ``m`` meanwhile."""
+        assert self._applied is not None and m.key is not None
+        seen = self._applied.get(m.key)
+        if seen is None:
+            return True
+        partition, offset = seen
+        # on another partition (the topic gained partitions): the agent's is the newer
+        return partition == m.partition and offset < m.offset
+
+
+async def end_offsets(
+    kafka: KafkaSettings, topic: str, partitions: Collection[int]
+) -> dict[int, int]:
+    """Each partition's end offset now, as a fetch reports it (Tansu lists the base offset of
+    a partition's last record batch instead: see :mod:`streams.consumer`)."""
+    ends = await fetched_end_offsets(kafka, {TP(topic, p): None for p in partitions})
+    return {tp.partition: end for tp, end in ends.items()}
