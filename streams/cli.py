@@ -201,6 +201,8 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
     except (ValidationError, SettingsError) as exc:
+        if isinstance(exc, ValidationError) and _env_prefix(exc.title) is None:
+            raise  # not a settings class: a bug, with its traceback
         typer.echo(f"error: {settings_error(exc)}", err=True)
         raise SystemExit(2) from exc
 
@@ -213,7 +215,7 @@ def settings_error(exc: Exception) -> str:
     hint = "fix it (or its flag) or unset it for the default; `xrec config` lists every setting"
     if not isinstance(exc, ValidationError):
         return f"{exc}; {hint}"
-    prefix = _env_prefix(exc.title)
+    prefix = _env_prefix(exc.title) or ""
     problems = []
     for err in exc.errors():
         field = "_".join(str(p) for p in err["loc"])
@@ -223,15 +225,15 @@ def settings_error(exc: Exception) -> str:
     return f"{'; '.join(problems)}; {hint}"
 
 
-def _env_prefix(class_name: str) -> str:
-    """The env prefix of the settings class called ``class_name`` ('' when unknown)."""
+def _env_prefix(class_name: str) -> str | None:
+    """The env prefix of the settings class called ``class_name`` (None: no such class)."""
     todo = list(BaseSettings.__subclasses__())
     while todo:
         cls = todo.pop()
         if cls.__name__ == class_name:
             return str(cls.model_config.get("env_prefix", ""))
         todo.extend(cls.__subclasses__())
-    return ""
+    return None
 
 
 if __name__ == "__main__":
