@@ -332,23 +332,30 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
     if worker.bundle_dir is not None:
         bundle_dir = worker.bundle_dir
 
+        resync_due = False  # a shared store's replay failed: tried again on the next tick
+
         @app.timer(worker.bundle_reload_s)
         async def reload_bundle() -> None:
-            if not await runtime.maybe_reload(bundle_dir):
-                return
+            nonlocal resync_due
+            reloaded = await runtime.maybe_reload(bundle_dir)
             # Items the new bundle was not fitted on hold the old bundle's place from their
             # text: each item's latest record is applied again, by the new bundle (fitted
             # items are not encoded again). A shared store: by each worker for its partitions.
-            if replica is not None:
+            if reloaded and replica is not None:
                 replica.rewind()
-            elif resync is not None:
+            elif (reloaded or resync_due) and resync is not None:
                 catalogue_name = catalogue_topic.get_topic_name()
                 mine = {
                     tp.partition
                     for tp in app.assignor.assigned_actives()
                     if tp.topic == catalogue_name
                 }
-                await resync.run(mine)
+                try:
+                    await resync.run(mine)
+                    resync_due = False
+                except Exception:  # the broker, say: the items keep their place meanwhile
+                    log.exception("re-placing the catalogue after the reload failed; retrying")
+                    resync_due = True
 
     behaviour_name = behaviour_topic.get_topic_name()
 
