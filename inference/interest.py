@@ -78,7 +78,7 @@ class FoldedPairs:
     their domain means then (top coordinates) and each pair's statistics age after the fold, so
     that their next fold can take it out again and each user counts once."""
 
-    space: str  # the bundle version the statistics belong to
+    space: str  # which statistics hold the pairs: bundle version and epoch
     partition: int  # whose statistics hold the pairs
     ages: dict[str, float]  # pair key -> the statistics' age after the fold
     means: dict[str, np.ndarray]  # domain -> its mean's top coordinates
@@ -173,7 +173,7 @@ def apply_event(
         d.recent.append(item)
         if item in d.negative:
             d.negative.remove(item)
-        if w <= 0:
+        if w < 0:
             d.negative.append(item)
     if len(d.recent) > params.recent_items:
         dropped = d.recent[: -params.recent_items]

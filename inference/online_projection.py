@@ -19,6 +19,7 @@ events under the same offsets. numpy only.
 from __future__ import annotations
 
 import io
+import uuid
 from dataclasses import dataclass, field
 from itertools import permutations
 
@@ -42,6 +43,9 @@ class PartitionStats:
     offset: int = -1
     space: str = ""  # the bundle version the statistics live in
     folded: int = 0  # pairs and events folded in, ever (the online model version's share)
+    # Which statistics these are: new ones (started afresh) get another, so that a user's
+    # pair folded into earlier ones is never taken out of these (FoldedPairs.space).
+    epoch: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def dumps(self) -> bytes:
         """Serialise for the worker's projection table."""
@@ -49,6 +53,7 @@ class PartitionStats:
             "offset": np.array([self.offset]),
             "space": np.array([self.space]),
             "folded": np.array([self.folded]),
+            "epoch": np.array([self.epoch]),
         }
         for key, s in self.stats.items():
             arrays[f"{key}|gram"] = s.gram
@@ -83,7 +88,8 @@ class PartitionStats:
             sums = z["mix_sums"]
             mix = {str(d): MixStats.from_list(sums[k]) for k, d in enumerate(z["mix_domains"])}
         folded = int(z["folded"][0]) if "folded" in z.files else 0
-        return cls(stats, mix, int(z["offset"][0]), str(z["space"][0]), folded)
+        epoch = str(z["epoch"][0]) if "epoch" in z.files else ""  # stored before epochs
+        return cls(stats, mix, int(z["offset"][0]), str(z["space"][0]), folded, epoch)
 
 
 class OnlineProjections:
@@ -161,8 +167,9 @@ class OnlineProjections:
         part = self.parts.setdefault(partition, PartitionStats(space=self.bundle.version))
         if offset <= part.offset:
             # Folded before (a replay after a crash, a failed batch's retry): the user's pairs
-            # are in the statistics, at ages since passed, unknown here; taken as now, their
-            # later retraction takes out at most the little the forgetting has removed since.
+            # are in the statistics, folded at ages not known here but no earlier than the
+            # user's previous fold. Marked at that age, their later retraction takes out no
+            # more than is left of them (a little less), so the statistics stay a sum of pairs.
             self._mark_folded(state, partition, part, self._means(state))
             return False
         part.offset = offset
@@ -179,9 +186,7 @@ class OnlineProjections:
         means = self._means(state)
         # The user's previous pairs, taken out as their new ones go in: each user counts once,
         # with their latest means (as in the offline fit), however many events they send.
-        prev = state.folded
-        if prev is not None and (prev.space, prev.partition) != (self.bundle.version, partition):
-            prev = None  # statistics of another bundle, or of another partition
+        prev = self._folded_here(state, partition, part)
         detected = False
         ages: dict[str, float] = {}
         for source, target in permutations(sorted(means), 2):
@@ -208,7 +213,7 @@ class OnlineProjections:
             self.updates += 1
             self._dirty.add((source, target))
         if ages:
-            state.folded = FoldedPairs(self.bundle.version, partition, ages, means)
+            state.folded = FoldedPairs(self._identity(part), partition, ages, means)
         return detected
 
     def _means(self, state: UserState) -> dict[str, np.ndarray]:
@@ -219,16 +224,31 @@ class OnlineProjections:
             if d.long_weight > 0 and name in self.bundle.domains
         }
 
+    def _identity(self, part: PartitionStats) -> str:
+        return f"{self.bundle.version}#{part.epoch}"
+
+    def _folded_here(
+        self, state: UserState, partition: int, part: PartitionStats
+    ) -> FoldedPairs | None:
+        """The user's last folded pairs if they are in these statistics, else None (another
+        bundle's, another partition's, or statistics since started afresh)."""
+        prev = state.folded
+        if prev is None or (prev.space, prev.partition) != (self._identity(part), partition):
+            return None
+        return prev
+
     def _mark_folded(
         self, state: UserState, partition: int, part: PartitionStats, means: dict
     ) -> None:
+        prev = self._folded_here(state, partition, part)
+        since = prev.ages if prev is not None else {}
         ages = {
-            key: part.stats[key].age
+            key: min(since.get(key, 0.0), part.stats[key].age)
             for source, target in permutations(sorted(means), 2)
             if (key := pair_key(source, target)) in part.stats
         }
         if ages:
-            state.folded = FoldedPairs(self.bundle.version, partition, ages, means)
+            state.folded = FoldedPairs(self._identity(part), partition, ages, means)
 
     def _solve(self, source: str, target: str) -> None:
         key = pair_key(source, target)

@@ -345,11 +345,14 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
                 replica.rewind()
             elif (reloaded or resync_due) and resync is not None:
                 catalogue_name = catalogue_topic.get_topic_name()
-                mine = {
-                    tp.partition
-                    for tp in app.assignor.assigned_actives()
-                    if tp.topic == catalogue_name
-                }
+
+                def mine() -> set[int]:
+                    return {
+                        tp.partition
+                        for tp in app.assignor.assigned_actives()
+                        if tp.topic == catalogue_name
+                    }
+
                 try:
                     await resync.run(mine)
                     resync_due = False

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from faust.types import TP
 
@@ -49,19 +49,32 @@ class SharedCatalogueResync:
                     if m.key is not None:
                         self._applied[m.key] = (m.partition, m.offset)
 
-    async def run(self, partitions: Collection[int]) -> int:
-        """Apply the latest record of each item on ``partitions`` (this worker's now) again;
-        the number of records applied."""
+    async def run(self, assigned: Callable[[], Collection[int]]) -> int:
+        """Apply the latest record of each item on the ``assigned()`` partitions (this
+        worker's) again; the number of records applied.
+
+        Called after the new model is served. The agent's batch in flight, if any, started
+        with the old one: it is let finish before the agent's batches are tracked, so the
+        items it placed are placed again here. Partitions revoked meanwhile are left to their
+        new owner from the next chunk on.
+        """
+        partitions = set(assigned())
         if not partitions:
             return 0
-        upto = await end_offsets(self.kafka, self.topic, partitions)
-        self._applied = {}
+        async with self._lock:
+            self._applied = {}
         applied = 0
         try:
+            upto = await end_offsets(self.kafka, self.topic, partitions)
             latest = await latest_records(self.kafka, self.topic, upto)
             for start in range(0, len(latest), self.batch_size):
                 async with self._lock:
-                    chunk = [m for m in latest[start : start + self.batch_size] if self._due(m)]
+                    mine = set(assigned())
+                    chunk = [
+                        m
+                        for m in latest[start : start + self.batch_size]
+                        if m.partition in mine and self._due(m)
+                    ]
                     if chunk:
                         await self.replay(chunk)
                         applied += len(chunk)

@@ -53,9 +53,9 @@ def test_the_replay_applies_each_latest_record_once_and_never_undoes_the_agent(
                 await asyncio.sleep(0)  # the agent now waits for the lock
 
         resync = SharedCatalogueResync(kafka, topic, batch_size=1, replay=replay)
-        n = await resync.run({0})
+        n = await resync.run(lambda: {0})
         await asyncio.gather(*agent_batch)
-        assert await resync.run(set()) == 0  # a worker with no catalogue partition
+        assert await resync.run(set) == 0  # a worker with no catalogue partition
         return n
 
     n = asyncio.run(run())
@@ -64,3 +64,53 @@ def test_the_replay_applies_each_latest_record_once_and_never_undoes_the_agent(
     assert replayed == ["c: c v1", "b: deleted"]
     assert agent == ["a: a v3"]
     assert n == 2
+
+
+def test_an_agent_batch_begun_with_the_old_model_is_placed_again(broker, unique) -> None:
+    """The reload serves the new model while an agent batch, begun with the old one, is still
+    encoding; the replay waits for it and places its item again."""
+    kafka = tagged_kafka(broker.bootstrap, unique, partitions=1)
+    topic = kafka.catalogue_topic
+    model = ["old"]  # what the catalogue processor serves: taken when a batch begins
+    placed: dict[bytes, str] = {}
+
+    async def process(msgs: list[SourceMessage], encoding_s: float = 0.0) -> None:
+        serving = model[0]
+        await asyncio.sleep(encoding_s)
+        for m in msgs:
+            placed[m.key] = serving
+
+    async def run() -> int:
+        await produce(kafka, topic, [_item("x", 1), _item("y", 1)], "item_id")
+        x = SourceMessage(topic, 0, 0, b"x", json.dumps(_item("x", 1)).encode(), 0.0)
+        resync = SharedCatalogueResync(kafka, topic, batch_size=16, replay=process)
+        in_flight = asyncio.ensure_future(resync.apply([x], lambda m: process(m, 0.5)))
+        await asyncio.sleep(0.05)  # the batch has begun with the old model
+        model[0] = "new"  # the reload
+        n = await resync.run(lambda: {0})
+        await in_flight
+        return n
+
+    assert asyncio.run(run()) == 2
+    assert placed == {b"x": "new", b"y": "new"}
+
+
+def test_a_partition_revoked_during_the_replay_is_left_to_its_new_owner(broker, unique) -> None:
+    kafka = tagged_kafka(broker.bootstrap, unique, partitions=2)
+    topic = kafka.catalogue_topic
+    held = {0, 1}
+    replayed: list[int] = []
+
+    async def replay(msgs: list[SourceMessage]) -> None:
+        replayed.extend(m.partition for m in msgs)
+        held.discard(1)  # a rebalance after the first chunk
+
+    async def run() -> int:
+        items = [_item(f"i{k}", 1) for k in range(40)]
+        await produce(kafka, topic, items, "item_id")
+        resync = SharedCatalogueResync(kafka, topic, batch_size=1, replay=replay)
+        return await resync.run(lambda: set(held))
+
+    n = asyncio.run(run())
+    # records come partition by partition: 0's, then none of 1's once it is revoked
+    assert set(replayed) == {0} and n == len(replayed) < 40
