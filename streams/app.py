@@ -208,9 +208,10 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             fail_stop(f"sending what {len(msgs)} events produced failed: {exc!r}")
         STAGE_SECONDS.labels("publish").observe(time.perf_counter() - start)
 
-    async def run_catalogue(msgs: list[SourceMessage]) -> None:
+    async def run_catalogue(msgs: list[SourceMessage]) -> list[SourceMessage]:
         out = await catalogue_proc.process(msgs)
         await send_dead_letters(out.dead_letters, [])  # the flush below waits for them
+        return [dl.source for dl in out.dead_letters]
 
     async def replay_catalogue(msgs: list[SourceMessage]) -> None:
         # Records applied before: their dead letters were sent then.
@@ -218,15 +219,18 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         if out.dead_letters:
             log.info("catalogue replay: %d records rejected again", len(out.dead_letters))
 
-    async def apply_catalogue(msgs: list[SourceMessage]) -> None:
+    async def apply_catalogue(msgs: list[SourceMessage]) -> list[SourceMessage]:
+        """Apply a batch; the records it rejected (after a failed batch: none are named)."""
         # The catalogue is idempotent (upserts by item id), so its batches are simply flushed.
         BATCH_SIZE.labels(kafka.catalogue_topic).observe(len(msgs))
+        rejected: list[SourceMessage] = []
         try:
-            await run_catalogue(msgs)
+            rejected = await run_catalogue(msgs)
         except Exception:
             log.exception("catalogue batch of %d failed; retrying event by event", len(msgs))
             await process_singly(msgs, lambda m: run_catalogue([m]), [])
         await app.producer.flush()
+        return rejected
 
     since_freeze = 0
 

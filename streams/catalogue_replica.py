@@ -94,7 +94,7 @@ class CataloguePosition:
         os.replace(tmp, self.path)
 
 
-Apply = Callable[[list[SourceMessage]], Awaitable[None]]
+Apply = Callable[[list[SourceMessage]], Awaitable[object]]  # what it returns is not used
 Idle = Callable[[int], Awaitable[None]]
 
 

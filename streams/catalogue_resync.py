@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 
 from faust.types import TP
 
@@ -26,6 +26,9 @@ from streams.deadletter import SourceMessage
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+#: Applies a batch and returns the records it rejected (dead-lettered).
+ApplyReporting = Callable[[list[SourceMessage]], Awaitable[Collection[SourceMessage] | None]]
 
 
 class SharedCatalogueResync:
@@ -40,13 +43,15 @@ class SharedCatalogueResync:
         # While a replay runs: item key -> (partition, offset) the agent applied last.
         self._applied: dict[bytes, tuple[int, int]] | None = None
 
-    async def apply(self, msgs: list[SourceMessage], apply: Apply) -> None:
-        """Apply an agent batch with ``apply`` (never in the middle of a replayed chunk)."""
+    async def apply(self, msgs: list[SourceMessage], apply: ApplyReporting) -> None:
+        """Apply an agent batch with ``apply`` (never in the middle of a replayed chunk), which
+        returns the records it rejected: those placed nothing, so they hold no replay back."""
         async with self._lock:
-            await apply(msgs)
+            rejected = await apply(msgs)
             if self._applied is not None:
+                left_out = {(m.partition, m.offset) for m in rejected or ()}
                 for m in msgs:
-                    if m.key is not None:
+                    if m.key is not None and (m.partition, m.offset) not in left_out:
                         self._applied[m.key] = (m.partition, m.offset)
 
     async def run(self, assigned: Callable[[], Collection[int]]) -> int:

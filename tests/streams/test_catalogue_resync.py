@@ -114,3 +114,37 @@ def test_a_partition_revoked_during_the_replay_is_left_to_its_new_owner(broker, 
     n = asyncio.run(run())
     # records come partition by partition: 0's, then none of 1's once it is revoked
     assert set(replayed) == {0} and n == len(replayed) < 40
+
+
+def test_a_record_the_agent_rejected_holds_no_replay_back(broker, unique) -> None:
+    """An agent record dead-lettered during the replay (a domain the new bundle does not know)
+    placed nothing: the item's latest valid record is still replayed."""
+    kafka = tagged_kafka(broker.bootstrap, unique, partitions=1)
+    topic = kafka.catalogue_topic
+    replayed: list[str] = []
+
+    async def run() -> None:
+        await produce(kafka, topic, [_item("x", 1)], "item_id")
+        refused = SourceMessage(topic, 0, 1, b"x", json.dumps(_item("x", 2)).encode(), 0.0)
+
+        async def agent(msgs: list[SourceMessage]) -> list[SourceMessage]:
+            return list(msgs)  # every record rejected
+
+        async def replay(msgs: list[SourceMessage]) -> None:
+            replayed.extend(_name(m) for m in msgs)
+
+        resync = SharedCatalogueResync(kafka, topic, batch_size=16, replay=replay)
+
+        def assigned() -> set[int]:
+            return {0}
+
+        async def rejected_meanwhile() -> None:
+            await resync.apply([refused], agent)
+
+        # the agent's refused record lands after the replay began tracking, before its chunk
+        task = asyncio.ensure_future(rejected_meanwhile())
+        await resync.run(assigned)
+        await task
+
+    asyncio.run(run())
+    assert replayed == ["x v1"]
