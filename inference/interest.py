@@ -82,6 +82,7 @@ class FoldedPairs:
     partition: int  # whose statistics hold the pairs
     ages: dict[str, float]  # pair key -> the statistics' age after the fold
     means: dict[str, np.ndarray]  # domain -> its mean's top coordinates
+    weights: dict[str, float] = field(default_factory=dict)  # pair key -> its weight (1)
 
 
 @dataclass
@@ -246,6 +247,8 @@ def dumps(state: UserState) -> bytes:
             "a": f.ages,
             "d": {name: int(v.shape[0]) for name, v in f.means.items()},
         }
+        if any(w != 1.0 for w in f.weights.values()):
+            meta["fp"]["w"] = f.weights
         folded = [np.asarray(v, np.float32).tobytes() for v in f.means.values()]
     head = json.dumps(meta, separators=(",", ":")).encode()
     return _HEADER.pack(len(head)) + head + b"".join(blobs) + b"".join(pending) + b"".join(folded)
@@ -297,7 +300,7 @@ def loads(raw: bytes | None) -> UserState:
         for name, dim in f["d"].items():
             means[name] = np.frombuffer(raw, np.float32, dim, pos).copy()
             pos += 4 * dim
-        state.folded = FoldedPairs(f["s"], f["p"], f["a"], means)
+        state.folded = FoldedPairs(f["s"], f["p"], f["a"], means, f.get("w", {}))
     return state
 
 

@@ -32,6 +32,9 @@ from inference.projection import ProjectionStats
 from inference.recency_mix import InterestBefore, MixStats, solve_mix
 
 MIN_PAIRS = 20.0  # decayed pairs before the online solve replaces the offline projection
+# A user's pair weighs n / (n + RELIABLE_EVENTS), n the fewer of the events behind its two
+# means: a mean of one or two events is mostly noise, one of many is the user's taste.
+RELIABLE_EVENTS = 2.0
 
 
 @dataclass
@@ -189,6 +192,7 @@ class OnlineProjections:
         prev = self._folded_here(state, partition, part)
         detected = False
         ages: dict[str, float] = {}
+        weights: dict[str, float] = {}
         for source, target in permutations(sorted(means), 2):
             key = pair_key(source, target)
             if not self.bundle.has_projection(source, target):
@@ -206,14 +210,20 @@ class OnlineProjections:
             self.hold = max(0, self.hold - 1)
             stats = part.stats.get(key) or ProjectionStats.empty(r)
             if prev is not None and key in prev.ages:
-                stats = stats.retract(prev.means[source], prev.means[target], prev.ages[key])
-            stats = part.stats[key] = stats.update(z, m, forget)
+                stats = stats.retract(
+                    prev.means[source],
+                    prev.means[target],
+                    prev.ages[key],
+                    prev.weights.get(key, 1.0),
+                )
+            weights[key] = self._reliability(state, key)
+            stats = part.stats[key] = stats.update(z, m, forget, weights[key])
             ages[key] = stats.age
             part.folded += 1
             self.updates += 1
             self._dirty.add((source, target))
         if ages:
-            state.folded = FoldedPairs(self._identity(part), partition, ages, means)
+            state.folded = FoldedPairs(self._identity(part), partition, ages, means, weights)
         return detected
 
     def _means(self, state: UserState) -> dict[str, np.ndarray]:
@@ -223,6 +233,14 @@ class OnlineProjections:
             for name, d in state.domains.items()
             if d.long_weight > 0 and name in self.bundle.domains
         }
+
+    @staticmethod
+    def _reliability(state: UserState, key: str) -> float:
+        """The weight of a user's pair: n / (n + RELIABLE_EVENTS), n the fewer of the events
+        behind its two means."""
+        source, target = key.split("->")
+        n = min(state.domains[source].count, state.domains[target].count)
+        return n / (n + RELIABLE_EVENTS)
 
     def _identity(self, part: PartitionStats) -> str:
         return f"{self.bundle.version}#{part.epoch}"
@@ -248,7 +266,8 @@ class OnlineProjections:
             if (key := pair_key(source, target)) in part.stats
         }
         if ages:
-            state.folded = FoldedPairs(self._identity(part), partition, ages, means)
+            weights = {key: self._reliability(state, key) for key in ages}
+            state.folded = FoldedPairs(self._identity(part), partition, ages, means, weights)
 
     def _solve(self, source: str, target: str) -> None:
         key = pair_key(source, target)

@@ -56,9 +56,10 @@ class ProjectionStats:
         return int(self.gram.shape[0])
 
     def update(
-        self, source: np.ndarray, target: np.ndarray, forget: float = 1.0
+        self, source: np.ndarray, target: np.ndarray, forget: float = 1.0, w: float = 1.0
     ) -> ProjectionStats:
-        """Fold in one pair; older evidence is multiplied by ``forget`` (1 = never forget)."""
+        """Fold in one pair, its products weighted by ``w`` (how reliable it is; it still
+        counts as one pair); older evidence is multiplied by ``forget`` (1 = never forget)."""
         if not 0.0 < forget <= 1.0:
             raise ConfigError(f"forgetting factor must be in (0, 1], got {forget}")
         z = np.asarray(source[: self.rank], dtype=np.float64)
@@ -66,24 +67,27 @@ class ProjectionStats:
         if not (np.isfinite(z).all() and np.isfinite(m).all()):
             return self  # a NaN folded in would poison the statistics for good
         return ProjectionStats(
-            forget * self.gram + np.outer(z, z),
-            forget * self.cross + np.outer(z, m),
+            forget * self.gram + w * np.outer(z, z),
+            forget * self.cross + w * np.outer(z, m),
             forget * self.weight + 1.0,
             self.age - math.log(forget),
         )
 
-    def retract(self, source: np.ndarray, target: np.ndarray, folded_at: float) -> ProjectionStats:
-        """Take out a pair folded in when the statistics were at age ``folded_at``, with the
-        weight the forgetting has left it (how one user's newer pair replaces their older)."""
+    def retract(
+        self, source: np.ndarray, target: np.ndarray, folded_at: float, w: float = 1.0
+    ) -> ProjectionStats:
+        """Take out a pair folded in (with weight ``w``) when the statistics were at age
+        ``folded_at``, as much as the forgetting has left of it (how one user's newer pair
+        replaces their older)."""
         if folded_at > self.age + 1e-9:
             return self  # folded into statistics newer than these (restored from before it)
         z = np.asarray(source[: self.rank], dtype=np.float64)
         m = np.asarray(target[: self.rank], dtype=np.float64)
-        w = math.exp(folded_at - self.age)
+        left = math.exp(folded_at - self.age)
         return ProjectionStats(
-            self.gram - w * np.outer(z, z),
-            self.cross - w * np.outer(z, m),
-            max(0.0, self.weight - w),
+            self.gram - left * w * np.outer(z, z),
+            self.cross - left * w * np.outer(z, m),
+            max(0.0, self.weight - left),
             self.age,
         )
 

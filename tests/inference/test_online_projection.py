@@ -7,7 +7,7 @@ import numpy as np
 
 from inference.bundle_model import BundleModel
 from inference.interest import InterestParams, UserState, apply_event, dumps, loads
-from inference.online_projection import MIN_PAIRS
+from inference.online_projection import MIN_PAIRS, RELIABLE_EVENTS
 from tests.inference.test_bundle_model import planted
 
 
@@ -47,9 +47,10 @@ def test_one_user_however_active_counts_once() -> None:
     assert stats["a->b"].weight <= 1.0 + 1e-6  # one pair, not a thousand
     assert stats["a->b"].weight < MIN_PAIRS
     np.testing.assert_array_equal(model.online.projection("a", "b"), bundle.projection("a", "b"))
-    # what is left in the statistics is the user's latest pair alone
+    # what is left in the statistics is the user's latest pair alone, weighted by how many
+    # events its means rest on (the fewer of the two: 3 in a)
     z, m = st.domains["a"].mean()[:4], st.domains["b"].mean()[:4]
-    w = stats["a->b"].weight
+    w = stats["a->b"].weight * 3 / (3 + RELIABLE_EVENTS)
     np.testing.assert_allclose(stats["a->b"].gram, w * np.outer(z, z), atol=1e-6)
     np.testing.assert_allclose(stats["a->b"].cross, w * np.outer(z, m), atol=1e-6)
     # and it survives a restart of the user's state: the next fold still takes it out
@@ -97,7 +98,7 @@ def test_a_replay_whose_folds_were_kept_leaves_one_pair_per_user() -> None:
     assert 1.0 <= stats.weight <= 1.01
     assert np.linalg.eigvalsh(stats.gram).min() >= -1e-12
     z, m = st.domains["a"].mean()[:4], st.domains["b"].mean()[:4]
-    pair = np.outer(z, m)
+    pair = np.outer(z, m) / (1 + RELIABLE_EVENTS)  # its means rest on 1 event in a
     np.testing.assert_allclose(stats.cross, pair, atol=0.01 * np.abs(pair).max())
 
 
@@ -120,3 +121,22 @@ def test_a_pair_folded_into_statistics_since_started_afresh_is_not_taken_out() -
     after = model.online.parts[0].stats["a->b"]
     assert after.weight > before  # the user's pair added, nothing taken out
     assert np.linalg.eigvalsh(after.gram).min() >= -1e-12
+
+
+def test_a_pair_on_few_events_weighs_less() -> None:
+    """A user's pair weighs n / (n + RELIABLE_EVENTS), n the fewer events behind its means."""
+    bundle, ids, *_ = planted()
+    model = BundleModel(bundle)
+    a0, b0 = _rows(ids, "a0-"), _rows(ids, "b0-")
+    st = UserState()
+    n = _send(model, st, [("a", a0[0]), ("b", b0[0])], ids, 0)
+    once = model.online.parts[0].stats["a->b"]
+    z, m = st.domains["a"].mean()[:4], st.domains["b"].mean()[:4]
+    np.testing.assert_allclose(once.cross, np.outer(z, m) / (1 + RELIABLE_EVENTS), atol=1e-7)
+    _send(model, st, [("a", a0[k]) for k in range(1, 6)] + [("b", b0[1])], ids, n)
+    z, m = st.domains["a"].mean()[:4], st.domains["b"].mean()[:4]
+    twice = model.online.parts[0].stats["a->b"]  # now 6 events in a, 2 in b: n = 2
+    np.testing.assert_allclose(
+        twice.cross, twice.weight * np.outer(z, m) * 2 / (2 + RELIABLE_EVENTS), atol=1e-6
+    )
+    assert 0.99 < twice.weight <= 1.0  # still one pair
