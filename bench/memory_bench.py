@@ -33,7 +33,8 @@ app = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
 
 def build_table(users: int, domains: int, events_per_domain: int, full_window: bool) -> dict:
     """Build ``users`` states in this process; return sizes and the RSS it took."""
-    from inference.interest import InterestParams, UserState, apply_event, dumps
+    from inference.interest import InterestParams, UserState, apply_event
+    from inference.interest_codec import dumps
     from streams.settings import WorkerSettings
     from streams.table_codec import to_table
 
@@ -56,7 +57,7 @@ def build_table(users: int, domains: int, events_per_domain: int, full_window: b
     for u in range(users):
         user = f"user-{u:06d}"
         if template is not None:
-            from inference.interest import loads
+            from inference.interest_codec import loads
 
             state = loads(dumps(template))
             _apply(state, apply_event, params, items, f"{user}-x", names[0], u, u)
@@ -139,7 +140,7 @@ def bounds(dim: int = DIM) -> dict:
         f"{2 * dim * 4} bytes raw",
         "domains_per_user": "one entry per domain the user touched: bounded by the number of "
         "catalogue domains, not by a setting",
-        "state_encoding": "JSON header + raw float32 vectors (inference.interest.dumps), "
+        "state_encoding": "JSON header + raw float32 vectors (inference.interest_codec.dumps), "
         "base64 in the table (+33%, streams.table_codec), JSON-quoted by the table's codec",
         "vector_store": "besides the table, the worker upserts one user point per target "
         f"domain into the vector store ({dim} float32 + payload each): with 2 target domains "

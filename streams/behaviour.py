@@ -15,7 +15,8 @@ import numpy as np
 
 from inference.blend import InterestModel
 from inference.errors import InvalidEventError, ModelError
-from inference.interest import InterestParams, UserState, apply_event, dumps, loads, rebase
+from inference.interest import InterestParams, UserState, apply_event, rebase
+from inference.interest_codec import dumps, loads
 from inference.recency_mix import InterestBefore, interest_before
 from store.base import VectorStore
 from streams.deadletter import DeadLetter, SourceMessage, reject

@@ -13,7 +13,8 @@ from inference.drift import (
     divergence,
     observe_user,
 )
-from inference.interest import DomainInterest, InterestParams, UserState, apply_event, dumps, loads
+from inference.interest import DomainInterest, InterestParams, UserState, apply_event
+from inference.interest_codec import dumps, loads
 from inference.projection import ProjectionStats
 
 

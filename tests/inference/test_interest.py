@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from inference.blend import Strategy, TextSpaceModel
-from inference.interest import InterestParams, UserState, apply_event, dumps, loads
+from inference.interest import InterestParams, UserState, apply_event
+from inference.interest_codec import dumps, loads
 
 P = InterestParams(recent_items=3)
 

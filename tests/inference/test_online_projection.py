@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from inference.bundle_model import BundleModel
-from inference.interest import InterestParams, UserState, apply_event, dumps, loads
+from inference.interest import InterestParams, UserState, apply_event
+from inference.interest_codec import dumps, loads
 from inference.online_projection import MIN_PAIRS, RELIABLE_EVENTS
 from tests.inference.test_bundle_model import planted
 

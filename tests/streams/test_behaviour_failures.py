@@ -17,7 +17,8 @@ import pytest
 from bench.drift_bench import fit_world_bundle
 from bench.drift_replay import processor_for
 from inference.bundle_model import BundleModel
-from inference.interest import is_finite, loads
+from inference.interest import is_finite
+from inference.interest_codec import loads
 from streams.deadletter import SourceMessage
 from streams.metrics import REGISTRY
 from synth.drift import SOURCE, TARGET, DriftWorld

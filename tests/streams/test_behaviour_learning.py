@@ -12,7 +12,7 @@ from bench.drift_bench import fit_world_bundle
 from bench.drift_replay import processor_for
 from inference.bundle_model import BundleModel
 from inference.drift import DriftParams
-from inference.interest import loads
+from inference.interest_codec import loads
 from inference.online_projection import PartitionStats
 from streams.behaviour import LearnedState
 from streams.deadletter import SourceMessage

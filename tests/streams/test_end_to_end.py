@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-from inference.interest import loads
+from inference.interest_codec import loads
 from streams.deadletter import MAX_DEAD_LETTER_BYTES
 from streams.table_codec import from_table
 from synth.generator import SyntheticWorld, SynthUser

@@ -12,7 +12,8 @@ import json
 import pytest
 
 from inference.errors import InvalidEventError
-from inference.interest import UserState, dumps, loads
+from inference.interest import UserState
+from inference.interest_codec import dumps, loads
 from streams.deadletter import SourceMessage
 from streams.ratelimit import UserRateLimit
 from streams.records import parse_behaviour
