@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from exporter.manifest import MANIFEST_FILE, Manifest, Precision, file_sha256, verify_bundle
+from exporter.parity import FP16_MIN_COSINE, row_cosines
 from inference.batching import length_sorted_batches, load_tokenizer, tokenize
 from inference.errors import ConfigError, ModelError, ProviderUnavailableError
 from inference.model_settings import ModelSettings, Provider, Variant
@@ -27,8 +28,7 @@ CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
 
 # An fp16 graph the export could not validate (no GPU there) is checked where it is served,
-# against the fp32 graph on the same provider, with the export's own gate.
-FP16_MIN_COSINE = 0.999  # = exporter.parity.FP16_MIN_COSINE
+# against the fp32 graph on the same provider, with the export's own gate (FP16_MIN_COSINE).
 AGREEMENT_TEXTS = (
     "",
     "a",
@@ -125,18 +125,10 @@ class TextEncoder:
 
     def agreement(self, a: ort.InferenceSession, b: ort.InferenceSession) -> float:
         """The least cosine between two sessions' vectors of :data:`AGREEMENT_TEXTS`."""
-        outputs = []
-        for session in (a, b):
-            names = [i.name for i in session.get_inputs()]
-            encodings = tokenize(self._tokenizer, AGREEMENT_TEXTS)
-            out = np.empty((len(AGREEMENT_TEXTS), self.dim), np.float32)
-            for batch in length_sorted_batches(encodings, 4, self._pad_id):
-                (vectors,) = session.run([self.manifest.output], batch.feeds(names))
-                out[batch.indices] = vectors
-            outputs.append(out.astype(np.float64))
-        norms = np.linalg.norm(outputs[0], axis=1) * np.linalg.norm(outputs[1], axis=1)
-        cosines = (outputs[0] * outputs[1]).sum(axis=1) / np.maximum(norms, 1e-12)
-        return float(np.nan_to_num(cosines, nan=-1.0).min())
+        vectors = [
+            self._run(s, [i.name for i in s.get_inputs()], AGREEMENT_TEXTS, 4) for s in (a, b)
+        ]
+        return float(np.nan_to_num(row_cosines(*vectors), nan=-1.0).min())
 
     def _session_for(self, precision: Precision, providers: list[str]) -> ort.InferenceSession:
         info = self.manifest.variants[precision]
@@ -217,13 +209,21 @@ class TextEncoder:
         """Encode ``texts`` into a float32 array [len(texts), dim], rows in input order."""
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of texts, not a single string")
+        return self._run(self._session, self._input_names, texts, self.settings.batch_size)
+
+    def _run(
+        self,
+        session: ort.InferenceSession,
+        input_names: list[str],
+        texts: Sequence[str],
+        batch_size: int,
+    ) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out
         encodings = tokenize(self._tokenizer, texts)
-        for batch in length_sorted_batches(encodings, self.settings.batch_size, self._pad_id):
-            feeds = batch.feeds(self._input_names)
-            (vectors,) = self._session.run([self._output_name], feeds)
+        for batch in length_sorted_batches(encodings, batch_size, self._pad_id):
+            (vectors,) = session.run([self._output_name], batch.feeds(input_names))
             out[batch.indices] = vectors
         return out
 

@@ -199,7 +199,7 @@ class OnlineProjections:
                 continue
             z, m = means[source], means[target]
             if not (np.isfinite(z).all() and np.isfinite(m).all()):
-                continue
+                continue  # kept out of the detector and the user's folded pairs as well
             predicted = z @ self._current(source, target)[:r, :r]
             residual = min(1.0, relative_residual(predicted, m))
             if self.detector.update(residual, self.params.pop_detector):
@@ -216,7 +216,7 @@ class OnlineProjections:
                     prev.ages[key],
                     prev.weights.get(key, 1.0),
                 )
-            weights[key] = self._reliability(state, key)
+            weights[key] = self._reliability(state, source, target)
             stats = part.stats[key] = stats.update(z, m, forget, weights[key])
             ages[key] = stats.age
             part.folded += 1
@@ -235,10 +235,9 @@ class OnlineProjections:
         }
 
     @staticmethod
-    def _reliability(state: UserState, key: str) -> float:
+    def _reliability(state: UserState, source: str, target: str) -> float:
         """The weight of a user's pair: n / (n + RELIABLE_EVENTS), n the fewer of the events
         behind its two means."""
-        source, target = key.split("->")
         n = min(state.domains[source].count, state.domains[target].count)
         return n / (n + RELIABLE_EVENTS)
 
@@ -260,13 +259,13 @@ class OnlineProjections:
     ) -> None:
         prev = self._folded_here(state, partition, part)
         since = prev.ages if prev is not None else {}
-        ages = {
-            key: min(since.get(key, 0.0), part.stats[key].age)
-            for source, target in permutations(sorted(means), 2)
-            if (key := pair_key(source, target)) in part.stats
-        }
+        ages, weights = {}, {}
+        for source, target in permutations(sorted(means), 2):
+            key = pair_key(source, target)
+            if key in part.stats:
+                ages[key] = min(since.get(key, 0.0), part.stats[key].age)
+                weights[key] = self._reliability(state, source, target)
         if ages:
-            weights = {key: self._reliability(state, key) for key in ages}
             state.folded = FoldedPairs(self._identity(part), partition, ages, means, weights)
 
     def _solve(self, source: str, target: str) -> None:

@@ -247,6 +247,10 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
             runtime.settle_heap(f"{since_freeze} catalogue events")
             since_freeze = 0
 
+    def held_partitions(topic: str) -> set[int]:
+        """The partitions of ``topic`` this worker holds now."""
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
     replica: CatalogueReplica | None = None
     resync: SharedCatalogueResync | None = None
     if runtime.store.local_dir is None:  # one store for every worker: the group splits the work
@@ -349,16 +353,8 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
                 replica.rewind()
             elif (reloaded or resync_due) and resync is not None:
                 catalogue_name = catalogue_topic.get_topic_name()
-
-                def mine() -> set[int]:
-                    return {
-                        tp.partition
-                        for tp in app.assignor.assigned_actives()
-                        if tp.topic == catalogue_name
-                    }
-
                 try:
-                    await resync.run(mine)
+                    await resync.run(lambda: held_partitions(catalogue_name))
                     resync_due = False
                 except Exception:  # the broker, say: the items keep their place meanwhile
                     log.exception("re-placing the catalogue after the reload failed; retrying")
@@ -382,6 +378,6 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         lambda: replica is None or replica.caught_up.is_set(),
         publishing.pending_s,
         worker.publish_stall_s,
-        behaviour_name,
+        lambda: held_partitions(behaviour_name),
     )
     return app

@@ -19,7 +19,7 @@ from inference.interest import InterestParams, UserState, apply_event, rebase
 from inference.interest_codec import dumps, loads
 from inference.recency_mix import InterestBefore, interest_before
 from store.base import VectorStore
-from streams.deadletter import DeadLetter, SourceMessage, reject
+from streams.deadletter import DeadLetter, SourceMessage, key_mismatch, reject
 from streams.metrics import (
     DRIFT_DETECTIONS,
     ENCODER_TEXTS,
@@ -310,13 +310,9 @@ class BehaviourProcessor(ServesModel):
             except InvalidEventError as exc:
                 out.dead_letters.append(reject(m, exc.reason, exc.message))
                 continue
-            if m.key != ev.user_id.encode():
-                # Another key, or none (spread over partitions by the producer), would put this
-                # user's events on several partitions: their order and state would split.
-                why = "no key" if m.key is None else f"key {m.key[:64]!r}"
-                out.dead_letters.append(
-                    reject(m, "bad_key", f"{why}: behaviour events are keyed by their user_id")
-                )
+            letter = key_mismatch(m, ev.user_id, "user_id")
+            if letter is not None:
+                out.dead_letters.append(letter)
                 continue
             events.append((m, ev))
         return events

@@ -14,7 +14,7 @@ from inference.blend import InterestModel
 from inference.errors import InvalidEventError, ModelError
 from store.base import ItemPoint, VectorStore
 from streams.behaviour import BatchOutput, ServesModel
-from streams.deadletter import SourceMessage, reject
+from streams.deadletter import SourceMessage, key_mismatch, reject
 from streams.metrics import ENCODER_TEXTS, EVENTS, STAGE_SECONDS
 from streams.records import CatalogueEvent, parse_catalogue
 from streams.resilience import StoreCaller
@@ -62,12 +62,9 @@ class CatalogueProcessor(ServesModel):
                 except InvalidEventError as exc:
                     out.dead_letters.append(reject(m, exc.reason, exc.message))
                     continue
-                if m.key != ev.item_id.encode():
-                    # An item's versions apply in order only on one partition: its key's.
-                    why = "no key" if m.key is None else f"key {m.key[:64]!r}"
-                    out.dead_letters.append(
-                        reject(m, "bad_key", f"{why}: catalogue events are keyed by their item_id")
-                    )
+                letter = key_mismatch(m, ev.item_id, "item_id")
+                if letter is not None:
+                    out.dead_letters.append(letter)
                     continue
                 versions.setdefault(ev.item_id, []).append((m, ev))
         points: list[ItemPoint] = []

@@ -80,3 +80,13 @@ def reject(msg: SourceMessage, reason: str, message: str) -> DeadLetter:
     a batch retried event by event rejects again what its failed attempt rejected)."""
     log.warning("dead-lettering %s: %s: %s", msg.where(), reason, message[:200])
     return DeadLetter(msg, reason, message)
+
+
+def key_mismatch(msg: SourceMessage, record_id: str, field: str) -> DeadLetter | None:
+    """The ``bad_key`` letter for a record whose key is not its ``field`` (``record_id``), or
+    None. Another key, or none (the producer spreads keyless records over partitions), puts one
+    user's or item's records on several partitions: their order and state split."""
+    if msg.key == record_id.encode():
+        return None
+    why = "no key" if msg.key is None else f"key {msg.key[:64]!r}"
+    return reject(msg, "bad_key", f"{why}: {msg.topic} records are keyed by their {field}")

@@ -33,7 +33,7 @@ def register_views(
     catalogue_caught_up: Callable[[], bool],
     publish_pending_s: Callable[[], float],
     publish_stall_s: float,
-    behaviour_topic: str = "",
+    behaviour_partitions: Callable[[], set[int]],
 ) -> None:
     """Serve the two views and nothing else on the Faust web server.
 
@@ -44,7 +44,7 @@ def register_views(
     batch has waited ``publish_stall_s`` for the broker's acknowledgements: the worker rides
     either out (it backs off, or waits up to the producer's request timeout before it stops),
     so a probe should take it out of service, not restart it. ``partitions``: the
-    ``behaviour_topic`` partitions this worker holds now.
+    behaviour partitions this worker holds now.
     """
     # Blueprints are applied when the server starts (Web.init_server): an empty manager here
     # means Faust's own views are never mounted. Checked against a running worker in
@@ -72,10 +72,6 @@ def register_views(
             "catalogue_caught_up": caught_up,
             "model_version": runtime.model.version,
             "encoder_provider": str(runtime.encoder.provider),
-            "partitions": sorted(
-                tp.partition
-                for tp in app.assignor.assigned_actives()
-                if tp.topic == behaviour_topic
-            ),
+            "partitions": sorted(behaviour_partitions()),
         }
         return web.json(status, status=200 if healthy and ready else 503)
