@@ -28,6 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -80,16 +81,17 @@ def _batches(events: list[dict], size: int = 64) -> list[list[dict]]:
 
 
 def processor_for(
-    model: BundleModel, path: Path, top_k: int = K
+    model: BundleModel, path: Path, top_k: int = K, **worker: Any
 ) -> tuple[BehaviourProcessor, EdgeStore, ThreadPoolExecutor]:
     """The worker's batch processor serving ``model``, over a new Qdrant Edge store at ``path``
-    that holds the bundle's items (no rate limit). Close the store and shut the pool down."""
+    that holds the bundle's items (no rate limit; ``worker``: more ``WorkerSettings``). Close
+    the store and shut the pool down."""
     store = EdgeStore(QdrantSettings(path=path))
     store.ensure_collections(model.stored_dim)
     store.upsert_items([ItemPoint(i, d, v) for i, d, v in model.bootstrap_points()])
     pool = ThreadPoolExecutor(1)
     settings = WorkerSettings(
-        top_k=top_k, target_domains=list(model.bundle.domains), user_rate_per_s=0
+        top_k=top_k, target_domains=list(model.bundle.domains), user_rate_per_s=0, **worker
     )
     proc = BehaviourProcessor(
         settings=settings,

@@ -43,6 +43,10 @@ class InterestModel(Protocol):
         """The vector a user's interest accumulates when they touch ``item``."""
         ...
 
+    def item_inputs(self, stored: np.ndarray) -> np.ndarray:
+        """``item_input`` of many items at once, from their stored vectors (one per row)."""
+        ...
+
     def short_weight_of(self, domain: str) -> float:
         """The weight queries give the short-term interest in ``domain`` now."""
         ...
@@ -129,6 +133,9 @@ class TextSpaceModel:
 
     def item_input(self, item: ItemLike) -> np.ndarray:
         return item.vector
+
+    def item_inputs(self, stored: np.ndarray) -> np.ndarray:
+        return stored
 
     def short_weight_of(self, domain: str) -> float:
         return self.short_weight

@@ -106,6 +106,9 @@ class BundleModel:
             )
         return vec[self._out :]
 
+    def item_inputs(self, stored: np.ndarray) -> np.ndarray:
+        return stored[:, self._out :]
+
     def text_input(self, text_vector: np.ndarray, domain: str) -> np.ndarray:
         return self.bundle.text_input(text_vector, domain)
 

@@ -96,16 +96,19 @@ class Hit(NamedTuple):
     item_id: str
     domain: str
     score: float
+    vector: np.ndarray | None = None  # the stored vector, when the query asked for it
 
 
 @dataclass(frozen=True, eq=False, slots=True)
 class ItemQuery:
-    """Top-``k`` items of ``domain`` nearest to ``vector``, never any of ``exclude_item_ids``."""
+    """Top-``k`` items of ``domain`` nearest to ``vector``, never any of ``exclude_item_ids``;
+    ``with_vectors``: the hits carry their stored vectors (for the diversity step)."""
 
     vector: np.ndarray
     domain: str
     k: int
     exclude_item_ids: tuple[str, ...] = field(default=())
+    with_vectors: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vector", as_vector(self.vector))

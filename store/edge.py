@@ -298,6 +298,7 @@ class EdgeStore:
             query=qe.Query.Nearest(q.vector.tolist()),
             filter=flt,
             with_payload=False,
+            with_vector=q.with_vectors,
             params=self._search,
         )
 
@@ -332,7 +333,10 @@ class EdgeStore:
             batch = qe.QueryBatchRequest([self._request(q, n, f) for q, n, f in requests])
             with engine_errors("querying items (batch)"):
                 results = shard.query_batch(batch)
-            return [(self._hits(points), len(points)) for points in results]
+            return [
+                (self._hits(points, q.with_vectors), len(points))
+                for (q, _, _), points in zip(requests, results, strict=True)
+            ]
 
         return ask
 
@@ -361,7 +365,9 @@ class EdgeStore:
             self._names_by_id = names
         return self._names_by_id
 
-    def _hits(self, points: Sequence[qe.ScoredPoint], retry: bool = True) -> list[Hit]:
+    def _hits(
+        self, points: Sequence[qe.ScoredPoint], vectors: bool = False, retry: bool = True
+    ) -> list[Hit]:
         names = self._item_names()
         out = []
         for p in points:
@@ -370,9 +376,10 @@ class EdgeStore:
             if item is None:
                 if retry:  # cannot happen (see _item_names); if it did, reread the map once
                     self._names_by_id = None
-                    return self._hits(points, retry=False)
+                    return self._hits(points, vectors, retry=False)
                 continue
-            out.append(Hit(*item, float(p.score)))
+            vec = np.asarray(p.vector, dtype=np.float32) if vectors else None
+            out.append(Hit(*item, float(p.score), vec))
         return out
 
     # -- users -----------------------------------------------------------------------------

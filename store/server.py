@@ -204,6 +204,7 @@ class ServerStore:
             filter=qm.Filter(must=[_domain_is(q.domain)], must_not=must_not),
             limit=limit,
             with_payload=True,
+            with_vector=q.with_vectors,
             params=self._search,
         )
 
@@ -228,7 +229,10 @@ class ServerStore:
         batch = [self._request(q, n, f) for q, n, f in requests]
         with engine_errors("querying items (batch)"):
             responses = self.client.query_batch_points(self._items, batch)
-        return [(_hits(r.points), len(r.points)) for r in responses]
+        return [
+            (_hits(r.points, q.with_vectors), len(r.points))
+            for (q, _, _), r in zip(requests, responses, strict=True)
+        ]
 
     # -- users -----------------------------------------------------------------------------
 
@@ -274,9 +278,10 @@ def _domain_is(domain: str) -> qm.FieldCondition:
     return qm.FieldCondition(key=DOMAIN_KEY, match=qm.MatchValue(value=domain))
 
 
-def _hits(points: Sequence[qm.ScoredPoint]) -> list[Hit]:
+def _hits(points: Sequence[qm.ScoredPoint], vectors: bool = False) -> list[Hit]:
     out = []
     for p in points:
         payload = p.payload or {}
-        out.append(Hit(payload[ITEM_ID_KEY], payload[DOMAIN_KEY], float(p.score)))
+        vec = np.asarray(p.vector, dtype=np.float32) if vectors else None
+        out.append(Hit(payload[ITEM_ID_KEY], payload[DOMAIN_KEY], float(p.score), vec))
     return out

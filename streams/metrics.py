@@ -68,6 +68,13 @@ RECOMMENDATIONS = Counter(
     ["strategy"],
     registry=REGISTRY,
 )
+RECOMMENDATION_LIST_COSINE = Histogram(
+    "xrec_recommendation_list_cosine",
+    "Mean cosine between the items of a published list (1 = all alike); observed only with "
+    "the diversity step on (WORKER_DIVERSITY > 0), which fetches the items' vectors",
+    buckets=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    registry=REGISTRY,
+)
 RECOMMENDATION_EMPTY = Counter(
     "xrec_recommendations_empty_total",
     "Target-domain recommendations skipped because the user had no usable interest",

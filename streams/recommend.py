@@ -3,6 +3,8 @@
 One query per (user, target domain) of a micro-batch, all sent to the vector store as one
 batch; a user's consumed items in the domain are excluded. Each user vector is upserted next to
 its recommendation so the users collection always holds what the last recommendation used.
+With ``WORKER_DIVERSITY`` the queries ask for ``WORKER_DIVERSITY_CANDIDATES`` nearest items with
+their vectors, and the diversity step (:mod:`inference.diversity`) picks the list from them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import time
 import numpy as np
 
 from inference.blend import InterestModel
+from inference.diversity import list_similarity, mmr
 from inference.interest import UserState
-from store.base import ItemQuery, UserPoint, VectorStore
+from store.base import Hit, ItemQuery, UserPoint, VectorStore
 from streams.deadletter import SourceMessage
 from streams.metrics import (
     EVENT_TO_RECOMMENDATION_SECONDS,
     RECOMMENDATION_EMPTY,
+    RECOMMENDATION_LIST_COSINE,
     RECOMMENDATIONS,
     STAGE_SECONDS,
 )
@@ -52,6 +56,8 @@ class Recommender:
         targets = self.settings.target_domains or sorted(
             await self.call_store("domains", self.store.domains)
         )
+        diverse = self.settings.diversity > 0
+        k = self.settings.diversity_candidates if diverse else self.settings.top_k
         queries: list[ItemQuery] = []
         meta: list[tuple[str, str, object]] = []
         users: list[UserPoint] = []
@@ -65,7 +71,7 @@ class Recommender:
                         empty += 1
                         continue
                     consumed = tuple(state.consumed(target))
-                    queries.append(ItemQuery(q.vector, target, self.settings.top_k, consumed))
+                    queries.append(ItemQuery(q.vector, target, k, consumed, with_vectors=diverse))
                     meta.append((user, target, q))
                     users.append(UserPoint(user, target, q.vector))
         if queries:
@@ -80,7 +86,20 @@ class Recommender:
         RECOMMENDATION_EMPTY.inc(empty)
         if not queries:
             return []
+        if diverse:
+            with STAGE_SECONDS.labels("diversify").time():
+                results = [self._diversify(model, hits) for hits in results]
         return self._records(model.serving_version, last, meta, results)
+
+    def _diversify(self, model: InterestModel, hits: list[Hit]) -> list[Hit]:
+        """The top-k list the diversity step picks from a query's candidates."""
+        if not hits:
+            return hits
+        features = model.item_inputs(np.stack([h.vector for h in hits]))
+        scores = np.array([h.score for h in hits])
+        order = mmr(scores, features, self.settings.top_k, self.settings.diversity)
+        RECOMMENDATION_LIST_COSINE.observe(list_similarity(features[order]))
+        return [hits[i] for i in order]
 
     @staticmethod
     def _records(version: str, last: dict, meta: list, results: list) -> list[Recommendation]:

@@ -150,6 +150,20 @@ class WorkerSettings(BaseSettings):
         description="domains to recommend in, comma-separated; empty = every domain in the "
         "catalogue",
     )
+    diversity: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="diversity step (maximal marginal relevance): how much a list trades "
+        "relevance for items unlike those above them; 0 = the nearest items, in order",
+    )
+    diversity_candidates: int = Field(
+        30,
+        ge=1,
+        le=1000,
+        description="with WORKER_DIVERSITY > 0: nearest items the diversity step picks from "
+        "(at least WORKER_TOP_K)",
+    )
     recent_items: int = Field(200, ge=1, description="consumed items remembered per user/domain")
     max_text_chars: int = Field(4000, ge=1, description="longer text fields are dead-lettered")
     max_event_bytes: int = Field(64_000, ge=1, description="larger events are dead-lettered")
@@ -219,5 +233,12 @@ class WorkerSettings(BaseSettings):
             raise ConfigError(
                 f"WORKER_TABLE_STORE={self.table_store!r} is not a Faust store URL: "
                 "use memory:// (tests, demo) or rocksdb:// (production)"
+            )
+        if self.diversity > 0 and self.diversity_candidates < self.top_k:
+            raise ConfigError(
+                f"WORKER_DIVERSITY_CANDIDATES={self.diversity_candidates} is below "
+                f"WORKER_TOP_K={self.top_k}: the diversity step picks the list from that many "
+                "nearest items; raise it (3 x WORKER_TOP_K is a good start) or set "
+                "WORKER_DIVERSITY=0"
             )
         return self
