@@ -59,6 +59,13 @@ def as_vector(values: object) -> np.ndarray:
     return vec
 
 
+def read_only(values: object) -> np.ndarray:
+    """``values`` as a read-only float32 array (vectors the engine hands back)."""
+    vec = np.asarray(values, dtype=np.float32)
+    vec.setflags(write=False)
+    return vec
+
+
 # eq=False on the vector-bearing classes: the generated __eq__ would compare numpy arrays,
 # whose truth value is ambiguous. Compare vectors with np.allclose instead.
 @dataclass(frozen=True, eq=False, slots=True)

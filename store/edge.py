@@ -46,6 +46,7 @@ from store.base import (
     chunks,
     engine_errors,
     item_point_id,
+    read_only,
     user_point_id,
 )
 from store.edge_config import edge_config, search_params
@@ -185,6 +186,8 @@ class EdgeStore:
         not acknowledged), never in two.
         """
         shards = self._item_shards()
+        if shards.dim is None and points:  # before any write: a refused call changes nothing
+            raise StoreError("call ensure_collections before storing items")
         for p in points:
             check_dim(p.vector, shards.dim, f"item {p.item_id!r}")
         names = self._item_names()
@@ -316,6 +319,8 @@ class EdgeStore:
         shards = self._item_shards()
         by_domain: dict[str, list[int]] = {}
         for i, q in enumerate(qs):
+            if shards.dim is not None:  # every query, also those of a domain with no items
+                check_dim(q.vector, shards.dim, "query")
             if q.k > 0:
                 by_domain.setdefault(q.domain, []).append(i)
         out: list[list[Hit]] = [[] for _ in qs]
@@ -350,6 +355,7 @@ class EdgeStore:
         directory's WAL is locked by one process), so the map cannot go stale. ~10 MB per 36k
         items.
         """
+        self._check_open()  # the map outlives close(): reading it must not pass for the store
         if self._names_by_id is None:
             names: dict[int, tuple[str, str]] = {}
             for domain, shard in self._item_shards().items():
@@ -378,8 +384,7 @@ class EdgeStore:
                     self._names_by_id = None
                     return self._hits(points, vectors, retry=False)
                 continue
-            vec = np.asarray(p.vector, dtype=np.float32) if vectors else None
-            out.append(Hit(*item, float(p.score), vec))
+            out.append(Hit(*item, float(p.score), read_only(p.vector) if vectors else None))
         return out
 
     # -- users -----------------------------------------------------------------------------

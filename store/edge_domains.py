@@ -22,7 +22,7 @@ from store.settings import QdrantSettings
 
 CONFIG_FILE = "edge_config.json"
 # Domains become directory names: the wire records' domain pattern, checked again here.
-_DOMAIN_DIR = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_DOMAIN_DIR = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
 def load_shard(settings: QdrantSettings, role: str, path: Path, dim: int | None) -> qe.EdgeShard:
@@ -41,9 +41,10 @@ def load_shard(settings: QdrantSettings, role: str, path: Path, dim: int | None)
 
 
 def check_domain(domain: str) -> None:
-    """Raise StoreError unless ``domain`` can name a shard directory."""
-    if not _DOMAIN_DIR.match(domain):
-        raise StoreError(
+    """Raise ValueError unless ``domain`` can name a shard directory (a malformed argument,
+    not an engine failure: retrying it would never succeed)."""
+    if not _DOMAIN_DIR.fullmatch(domain):
+        raise ValueError(
             f"domain {domain!r} cannot name a shard: use 1-64 of a-z 0-9 _ . - "
             "starting with a letter or digit"
         )
@@ -66,7 +67,18 @@ class DomainShards:
                 "domain); point QDRANT_PATH at a new directory and replay the catalogue topic "
                 "into it (a new consumer group, or reset the worker group's catalogue offsets)"
             )
+        held = self.dim
         self.close()
+        try:
+            self._load(dim)
+        except Exception:
+            # e.g. shards of another size: reopen them as they were, so the store keeps
+            # serving what it holds, then refuse
+            self.close()
+            self._load(held)
+            raise
+
+    def _load(self, dim: int | None) -> None:
         self.dim = dim
         if self._root.is_dir():
             for path in sorted(self._root.iterdir()):

@@ -11,6 +11,7 @@ after an upsert must see it.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -33,11 +34,15 @@ from store.base import (
     chunks,
     engine_errors,
     item_point_id,
+    read_only,
     user_point_id,
 )
 from store.settings import QdrantSettings
 
 _FACET_LIMIT = 100_000  # far above any realistic number of domains
+# Other workers write the same collection: what this one last listed is read again after this
+# long, so a domain another worker added (or emptied) shows within it.
+DOMAINS_TTL_S = 5.0
 
 
 class ServerStore:
@@ -54,6 +59,7 @@ class ServerStore:
         self._users = settings.users_collection
         self._dims: dict[str, int | None] = {self._items: None, self._users: None}
         self._domains: set[str] | None = None
+        self._domains_at = 0.0
         # Local mode is brute force and warns about search params it cannot use.
         self._search = None if self._local else _search_params(settings)
         self._closed = False
@@ -147,8 +153,7 @@ class ServerStore:
             )
             with engine_errors("upserting items"):
                 self.client.upsert(self._items, payload, wait=True)
-        if self._domains is not None:
-            self._domains.update(p.domain for p in points)
+        self._domains = None  # an item that moved may have left its old domain empty
 
     def delete_items(self, item_ids: Iterable[str]) -> None:
         """Delete items by id; unknown ids are ignored."""
@@ -181,10 +186,11 @@ class ServerStore:
 
     def domains(self) -> set[str]:
         """Domains with at least one item (a facet on the indexed ``domain`` field)."""
-        if self._domains is None:
+        now = time.monotonic()
+        if self._domains is None or now - self._domains_at >= DOMAINS_TTL_S:
             with engine_errors("listing domains"):
                 res = self.client.facet(self._items, DOMAIN_KEY, limit=_FACET_LIMIT, exact=True)
-            self._domains = {str(h.value) for h in res.hits if h.count > 0}
+            self._domains, self._domains_at = {str(h.value) for h in res.hits if h.count > 0}, now
         return set(self._domains)
 
     # -- queries ---------------------------------------------------------------------------
@@ -282,6 +288,6 @@ def _hits(points: Sequence[qm.ScoredPoint], vectors: bool = False) -> list[Hit]:
     out = []
     for p in points:
         payload = p.payload or {}
-        vec = np.asarray(p.vector, dtype=np.float32) if vectors else None
+        vec = read_only(p.vector) if vectors else None
         out.append(Hit(payload[ITEM_ID_KEY], payload[DOMAIN_KEY], float(p.score), vec))
     return out

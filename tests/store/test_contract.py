@@ -96,7 +96,7 @@ def test_hits_carry_their_stored_vectors_when_asked(loaded, crowd: int) -> None:
     assert [h.item_id for h in hits] == [h.item_id for h in plain]
     assert all(h.vector is None for h in plain)
     for h in hits:
-        assert h.vector.dtype == np.float32
+        assert h.vector.dtype == np.float32 and not h.vector.flags.writeable
         np.testing.assert_allclose(h.vector, by_id[h.item_id].vector, rtol=1e-6)
 
 
@@ -185,6 +185,35 @@ def test_count_and_domains(loaded) -> None:
         [p.item_id for p in _items(60, ("food", "kitchen", "books")) if p.domain == "books"]
     )
     assert store.domains() == {"food", "kitchen", "garden"}
+    store.upsert_items([ItemPoint("new", "food", np.ones(DIM))])  # garden's one item moves
+    assert store.domains() == {"food", "kitchen"}
+
+
+def test_domains_another_writer_added_show_within_the_ttl(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers sharing a Qdrant server each write their own catalogue partitions: a worker's
+    list of domains must not stay what it first read (its queries target those domains)."""
+    from store import server
+
+    store = make_store("local")
+    store.ensure_collections(DIM)
+    store.upsert_items([ItemPoint("a", "food", np.ones(DIM))])
+    assert store.domains() == {"food"}
+    # local mode locks its directory to one client: this one writes behind the store's back,
+    # as another worker would
+    store.client.upsert(
+        store._items,
+        server.qm.Batch(
+            ids=[str(server.item_point_id("b"))],
+            vectors=[np.ones(DIM).tolist()],
+            payloads=[{server.ITEM_ID_KEY: "b", server.DOMAIN_KEY: "books"}],
+        ),
+        wait=True,
+    )
+    assert store.domains() == {"food"}  # cached...
+    monkeypatch.setattr(server, "DOMAINS_TTL_S", 0.0)
+    assert store.domains() == {"food", "books"}  # ...for at most DOMAINS_TTL_S
 
 
 def test_persistence_across_close_and_reopen(
@@ -241,6 +270,8 @@ def test_wrong_vectors_are_refused_before_the_engine(loaded) -> None:
         store.upsert_items([ItemPoint("short", "food", np.ones(DIM - 1))])
     with pytest.raises(ValueError, match="dimensions"):
         store.query_items(ItemQuery(np.ones(DIM + 1), "food", 3))
+    with pytest.raises(ValueError, match="dimensions"):  # a domain with no items as well
+        store.query_items(ItemQuery(np.ones(DIM + 1), "no-such-domain", 3))
     with pytest.raises(ValueError, match="finite"):
         ItemPoint("nan", "food", np.full(DIM, np.nan))
     assert store.get_items(["short"]) == {}
@@ -262,6 +293,10 @@ def test_closed_store_raises_store_error(loaded) -> None:
     store.close()
     with pytest.raises(StoreError):
         store.count_items()
+    with pytest.raises(StoreError):  # not an empty answer: a delete would pass for done
+        store.get_items(["item-0"])
+    with pytest.raises(StoreError):
+        store.delete_items(["item-0"])
 
 
 def test_usable_from_another_thread(make_store: MakeStore, engine: Engine) -> None:

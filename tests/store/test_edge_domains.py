@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import qdrant_edge as qe
 
-from inference.errors import ConfigError, StoreError
+from inference.errors import ConfigError
 from store.base import ItemPoint, ItemQuery
 from store.edge_config import edge_config
 from store.settings import QdrantSettings
@@ -59,8 +59,43 @@ def test_the_single_shard_layout_is_a_config_error(tmp_path: Path) -> None:
 def test_a_domain_that_cannot_name_a_directory_is_refused(make_store: MakeStore) -> None:
     store = make_store("edge")
     store.ensure_collections(DIM)
-    with pytest.raises(StoreError, match="cannot name a shard"):
-        store.upsert_items(
-            [ItemPoint("ok", "food", np.ones(DIM)), ItemPoint("x", "../up", np.ones(DIM))]
-        )
+    # a malformed argument (ValueError), not an engine failure the worker would retry forever
+    for bad in ("../up", "food\n"):
+        with pytest.raises(ValueError, match="cannot name a shard"):
+            store.upsert_items(
+                [ItemPoint("ok", "food", np.ones(DIM)), ItemPoint("x", bad, np.ones(DIM))]
+            )
     assert store.count_items() == 0
+
+
+def _reopened(make_store: MakeStore, tmp_path: Path):
+    """A store holding item "a" in food, closed and opened again (ensure_collections not yet
+    called on the new handle)."""
+    path = tmp_path / "s"
+    store = make_store("edge", path=path)
+    store.ensure_collections(DIM)
+    store.upsert_items([ItemPoint("a", "food", np.ones(DIM))])
+    store.close()
+    return make_store("edge", path=path)
+
+
+def test_an_upsert_refused_before_ensure_collections_changes_nothing(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    from inference.errors import StoreError
+
+    store = _reopened(make_store, tmp_path)
+    with pytest.raises(StoreError, match="ensure_collections"):
+        store.upsert_items([ItemPoint("a", "kitchen", np.ones(DIM))])  # a move: delete + write
+    assert store.count_items() == 1 and store.get_items(["a"])["a"].domain == "food"
+
+
+def test_a_refused_resize_keeps_the_items_even_when_opened_before_ensure(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    store = _reopened(make_store, tmp_path)
+    assert store.count_items() == 1  # opens the shards lazily, their size not yet checked
+    with pytest.raises(ConfigError):
+        store.ensure_collections(DIM + 1)
+    assert store.count_items() == 1 and store.domains() == {"food"}
+    assert [h.item_id for h in store.query_items(ItemQuery(np.ones(DIM), "food", 3))] == ["a"]
