@@ -149,14 +149,15 @@ class TextSpaceModel:
     def query(self, state: UserState, target: str) -> Query | None:
         """Blend own interest in ``target`` with the count-weighted interest of other domains."""
         own = state.domains.get(target)
-        others = {k: d for k, d in state.domains.items() if k != target and d.long_weight > 0}
-        n_own = own.count if own is not None and own.long_weight > 0 else 0
+        others = {k: d for k, d in state.domains.items() if k != target and d.liked}
+        n_own = own.count if own is not None and own.liked else 0
         c_own = n_own / (n_own + self.own_prior) if n_own else 0.0
         total_other = sum(d.count for d in others.values())
         if not n_own and not total_other:
             return None
         weights: dict[str, float] = {}
-        vec = np.zeros_like(next(iter(state.domains.values())).long_sum)
+        # sized from a domain that takes part: one a rebase emptied may have no size at all
+        vec = np.zeros_like((own if n_own else next(iter(others.values()))).long_sum)
         if n_own:
             weights[target] = c_own if total_other else 1.0
             vec += weights[target] * domain_vector(

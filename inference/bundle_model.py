@@ -133,7 +133,7 @@ class BundleModel:
                 d.count,
             )
             for name, d in state.domains.items()
-            if d.long_weight > 0
+            if d.liked
         }
         q, why = query_vector(summaries, target, self.bundle, self.online.projection)
         padded = np.zeros(self.stored_dim, np.float32)

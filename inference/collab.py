@@ -138,6 +138,13 @@ def fit_collab(
     n_items = len(item_domains)
     if params.dim < 1 or params.dim >= n_items:
         raise ConfigError(f"collab dim must be in 1..{n_items - 1}, got {params.dim}")
+    if params.dim > len(sequences):
+        # the interaction matrix has rank <= its rows: asked for more, the SVD would hand
+        # back fewer factors than the bundle declares
+        raise ConfigError(
+            f"collab dim {params.dim} needs at least as many users, got {len(sequences)}: "
+            "lower the dim or fit on more history"
+        )
     binary = interaction_matrix(sequences, n_items)
     counts = np.asarray(binary.sum(axis=0)).ravel()
     row_w = np.where(multi_domain_rows(sequences, item_domains), params.link_weight, 1.0)

@@ -63,6 +63,13 @@ class DomainInterest:
     # rating): a rebase into a new model space folds them with a negative sign.
     negative: list[str] = field(default_factory=list)
 
+    @property
+    def liked(self) -> bool:
+        """True once the user has shown interest here (short-term interest forms only from
+        events that raise it): a mean made of skips alone points away from what they
+        dislike, not at anything they want, so it is neither queried nor learned from."""
+        return self.long_weight > 0 and self.short is not None
+
     def mean(self) -> np.ndarray:
         """Long-term interest: the decayed, weighted mean of touched vectors."""
         if self.long_weight <= 0.0:
@@ -150,14 +157,21 @@ def apply_event(
         d.long_sum, d.short = np.zeros(vector.shape, np.float32), None
     if vector is not None and vector.shape != d.long_sum.shape:
         raise ValueError(f"vector dim {vector.shape} != state dim {d.long_sum.shape}")
-    w = params.weight(action, rating)
+    w = float(params.weight(action, rating))  # numpy scalars would change the stored dtypes
+    event_time = float(event_time)
+    # Older interest fades both per event and with event time, so one binge or one idle
+    # month each count; max() keeps out-of-order events from growing the weights.
+    dt = max(0.0, event_time - d.last_time) if d.count else 0.0
+    fade = 0.5 ** (dt / params.half_life_s)
+    if vector is None and fade < 1.0:
+        # the clock moves on below (last_time): the time that passed must fade interest now,
+        # or the next event's gap would start from here and a long idle spell be forgotten
+        d.long_sum = (d.long_sum * fade).astype(np.float32, copy=False)
+        d.long_weight = float(d.long_weight * fade)
     if vector is not None:
-        # Older interest fades both per event and with event time, so one binge or one idle
-        # month each count; max() keeps out-of-order events from growing the weights.
-        dt = max(0.0, event_time - d.last_time) if d.count else 0.0
-        decay = 0.5 ** (1.0 / params.half_life_events) * 0.5 ** (dt / params.half_life_s)
-        d.long_sum = d.long_sum * decay + w * vector
-        d.long_weight = d.long_weight * decay + abs(w)
+        decay = 0.5 ** (1.0 / params.half_life_events) * fade
+        d.long_sum = (d.long_sum * decay + w * vector).astype(np.float32, copy=False)
+        d.long_weight = float(d.long_weight * decay + abs(w))
         if w > 0:
             d.short = (
                 vector.copy()
@@ -185,6 +199,16 @@ def apply_event(
     del state.event_ids[: -params.event_id_window]
     state.events_applied += 1
     return True
+
+
+def trim_recent(state: UserState, keep: int) -> None:
+    """Keep each domain's ``keep`` newest recent items (what a state too large to store gives
+    up first: exclusions and rebases reach back less far; interest itself is untouched)."""
+    for d in state.domains.values():
+        if len(d.recent) > keep:
+            dropped = set(d.recent[: len(d.recent) - keep])
+            del d.recent[: len(d.recent) - keep]
+            d.negative = [i for i in d.negative if i not in dropped]
 
 
 def _dim_of(state: UserState) -> int:

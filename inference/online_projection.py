@@ -231,7 +231,7 @@ class OnlineProjections:
         return {
             name: d.mean()[: self.rank]
             for name, d in state.domains.items()
-            if d.long_weight > 0 and name in self.bundle.domains
+            if d.liked and name in self.bundle.domains
         }
 
     @staticmethod

@@ -23,6 +23,9 @@ import numpy as np
 
 from inference.errors import ConfigError
 
+#: Decayed pairs below which statistics hold no evidence (retractions leave rounding behind).
+EMPTY = 1e-6
+
 
 @dataclass(frozen=True)
 class ProjectionStats:
@@ -101,7 +104,8 @@ class ProjectionStats:
         r = self.rank
         out = np.zeros((dim, dim), dtype=np.float64)
         pull = np.eye(r) if prior is None else np.asarray(prior, np.float64)[:r, :r]
-        scale = np.trace(self.gram) / r if self.weight > 0 else 0.0
+        # below EMPTY every pair has been taken out again: what is left is rounding, no evidence
+        scale = np.trace(self.gram) / r if self.weight > EMPTY else 0.0
         lam = l2 * scale
         if lam <= 0.0:
             out[:r, :r] = pull  # no evidence (or no pull): the prior

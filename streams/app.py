@@ -24,7 +24,7 @@ from streams.catalogue_replica import CataloguePosition, CatalogueReplica
 from streams.catalogue_resync import SharedCatalogueResync
 from streams.changelog import AckedTable
 from streams.consumer import worker_consumer
-from streams.deadletter import DeadLetter, SourceMessage, reject
+from streams.deadletter import DeadLetter, SourceMessage, reject, span
 from streams.heap import FREEZE_AFTER_CATALOGUE_EVENTS
 from streams.metrics import BATCH_SIZE, PUBLISH_PENDING_SECONDS, STAGE_SECONDS, USERS_IN_STATE
 from streams.publish import Delivery, PublishPipeline, fail_stop, hold_messages, releaser
@@ -119,6 +119,8 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         AckedTable,
         app.Table(USERS_TABLE, default=None, partitions=kafka.partitions, schema=table_schema),
     )
+    # Read at scrape time, not after every batch: with rocksdb:// a len() walks every key.
+    USERS_IN_STATE.set_function(lambda: len(users))
     # Online projection statistics, one record per source partition, kept like user state.
     projection = cast(
         AckedTable,
@@ -205,7 +207,8 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         except Exception as exc:
             # Not a poison event: the batch is applied, and retrying it event by event would
             # find every event a duplicate and publish nothing. A restart replays it instead.
-            fail_stop(f"sending what {len(msgs)} events produced failed: {exc!r}")
+            where = span((m.topic, m.partition, m.offset) for m in msgs)
+            fail_stop(f"sending what {len(msgs)} events produced ({where}) failed: {exc!r}")
         STAGE_SECONDS.labels("publish").observe(time.perf_counter() - start)
 
     async def run_catalogue(msgs: list[SourceMessage]) -> list[SourceMessage]:
@@ -311,14 +314,17 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         try:
             await run_behaviour(msgs, pos, deliveries)
         except Exception:
-            log.exception("behaviour batch of %d failed; retrying event by event", len(events))
+            log.exception(
+                "behaviour batch of %d (%s) failed; retrying event by event",
+                len(events),
+                span((m.topic, m.partition, m.offset) for m in msgs),
+            )
             await process_singly(msgs, lambda m: run_behaviour([m], pos, deliveries), deliveries)
         # Every attempt's state changes, the failed ones' included, belong to this batch.
         deliveries += users.take_unacked() + projection.take_unacked()
         start = time.perf_counter()
         await publishing.submit(events, deliveries)
         STAGE_SECONDS.labels("publish_wait").observe(time.perf_counter() - start)
-        USERS_IN_STATE.set(len(users))
 
     @app.agent(behaviour_topic, name="behaviour")
     async def behaviour_agent(stream: faust.StreamT) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from inference.blend import InterestModel
 from inference.errors import InvalidEventError, ModelError
-from inference.interest import InterestParams, UserState, apply_event, rebase
+from inference.interest import InterestParams, UserState, apply_event, rebase, trim_recent
 from inference.interest_codec import dumps, loads
 from inference.recency_mix import InterestBefore, interest_before
 from store.base import VectorStore
@@ -27,6 +27,7 @@ from streams.metrics import (
     PROJECTION_UPDATES,
     SHORT_TERM_WEIGHT,
     STAGE_SECONDS,
+    STATE_TRIMMED,
 )
 from streams.ratelimit import UserRateLimit
 from streams.recommend import Recommender
@@ -38,6 +39,7 @@ from streams.records import (
 )
 from streams.resilience import StoreCaller
 from streams.settings import WorkerSettings
+from streams.table_codec import MAX_STATE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +207,7 @@ class BehaviourProcessor(ServesModel):
         # its offsets keep the retry from learning it twice.
         with STAGE_SECONDS.labels("state_store").time():
             for user, m in to_write.items():
-                state_set(user, dumps(states[user]), m)
+                state_set(user, _fitted(states[user], m), m)
         # A user detection lives in the user's state, so a failed batch's retry detects it
         # again: counted only now. A population one is counted where it happens (its folds
         # are kept and skipped by offset on the retry).
@@ -328,10 +330,23 @@ class BehaviourProcessor(ServesModel):
                 if item_ids
                 else {}
             )
+        result: dict[tuple[int, int], object] = {}
+        if any(not ev.items() for _, ev in events):
+            # Text alone names no item whose domain vouches for the event's: a domain without
+            # catalogue items can never be recommended in, and would grow the user's state
+            # with every made-up name.
+            known = await self.call_store("domains", self.store.domains)
+            for m, ev in events:
+                if not ev.items() and ev.domain not in known:
+                    reason = f"domain {ev.domain!r} has no items in the catalogue"
+                    out.dead_letters.append(reject(m, "unknown_domain", reason))
+                    result[(m.partition, m.offset)] = _MISSING
         texts = [
             ((m.partition, m.offset), ev.text)
             for m, ev in events
-            if ev.text and ev.action in (Action.SEARCH, Action.REVIEW)
+            if ev.text
+            and ev.action in (Action.SEARCH, Action.REVIEW)
+            and (m.partition, m.offset) not in result
         ]
         text_vecs: dict[tuple[int, int], np.ndarray] = {}
         if texts:
@@ -339,9 +354,10 @@ class BehaviourProcessor(ServesModel):
                 encoded = await self.encode([t for _, t in texts])
             ENCODER_TEXTS.labels("behaviour").inc(len(texts))
             text_vecs = {off: v for (off, _), v in zip(texts, encoded, strict=True)}
-        result: dict[tuple[int, int], object] = {}
         for m, ev in events:
             key = (m.partition, m.offset)
+            if key in result:
+                continue  # dead-lettered above
             vec: np.ndarray | None = None
             if ev.items():
                 letter = _item_problem(m, ev, items)
@@ -349,11 +365,19 @@ class BehaviourProcessor(ServesModel):
                     out.dead_letters.append(letter)
                     result[key] = _MISSING
                     continue
-                # A basket moves interest towards the mean of its items, once.
-                vec = np.mean([self.model.item_input(items[i]) for i in ev.items()], axis=0)
-            if key in text_vecs:
-                tv = self.model.text_input(text_vecs[key], ev.domain)
-                vec = tv if vec is None else 0.5 * (vec + tv)
+            try:
+                if ev.items():
+                    # A basket moves interest towards the mean of its items, once.
+                    vec = np.mean([self.model.item_input(items[i]) for i in ev.items()], axis=0)
+                if key in text_vecs:
+                    tv = self.model.text_input(text_vecs[key], ev.domain)
+                    vec = tv if vec is None else 0.5 * (vec + tv)
+            except ModelError as exc:
+                # e.g. a domain the store has but the bundle was not fitted on, or an item
+                # not yet re-indexed for this bundle: this event's problem, not the batch's
+                out.dead_letters.append(reject(m, "model_mismatch", str(exc)))
+                result[key] = _MISSING
+                continue
             if vec is not None and not np.isfinite(vec).all():
                 where = "its text's encoding" if key in text_vecs else "its items' vectors"
                 out.dead_letters.append(
@@ -366,6 +390,31 @@ class BehaviourProcessor(ServesModel):
 
 
 _MISSING = object()
+
+
+def _fitted(state: UserState, m: SourceMessage) -> bytes:
+    """The state's bytes, its oldest recent items dropped until they fit a changelog record."""
+    raw = dumps(state)
+    if len(raw) <= MAX_STATE_BYTES:
+        return raw
+    size = len(raw)
+    keep = max((len(d.recent) for d in state.domains.values()), default=0)
+    while len(raw) > MAX_STATE_BYTES and keep > 0:
+        keep //= 2
+        trim_recent(state, keep)
+        raw = dumps(state)
+    STATE_TRIMMED.inc()
+    log.warning(
+        "user state of %d bytes cut to %d (recent items per domain kept: %d) to fit a changelog "
+        "record; at %s[%d]@%d",
+        size,
+        len(raw),
+        keep,
+        m.topic,
+        m.partition,
+        m.offset,
+    )
+    return raw
 
 
 def _item_problem(m: SourceMessage, ev: BehaviourEvent, items: dict) -> DeadLetter | None:

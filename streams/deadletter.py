@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from streams.metrics import DEAD_LETTERS, EVENTS
@@ -73,6 +74,17 @@ class DeadLetter:
             out.append(("x-original-value-bytes", str(size).encode()))
             out.append(("x-original-key-bytes", str(key_size).encode()))
         return out
+
+
+def span(positions: Iterable[tuple[str, int, int]]) -> str:
+    """Where a batch came from, for logs: ``topic[partition]@first..last`` per partition."""
+    ranges: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in positions:
+        ranges.setdefault((topic, partition), []).append(offset)
+    return ", ".join(
+        f"{t}[{p}]@{min(o)}" + (f"..{max(o)}" if len(o) > 1 else "")
+        for (t, p), o in sorted(ranges.items())
+    )
 
 
 def reject(msg: SourceMessage, reason: str, message: str) -> DeadLetter:

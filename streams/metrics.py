@@ -68,6 +68,11 @@ RECOMMENDATIONS = Counter(
     ["strategy"],
     registry=REGISTRY,
 )
+STATE_TRIMMED = Counter(
+    "xrec_user_state_trimmed_total",
+    "User states whose oldest recent items were dropped to fit the changelog's record size",
+    registry=REGISTRY,
+)
 RECOMMENDATION_LIST_COSINE = Histogram(
     "xrec_recommendation_list_cosine",
     "Mean cosine between the items of a published list (1 = all alike); observed only with "

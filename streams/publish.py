@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from streams.deadletter import span
 from streams.metrics import PUBLISH_ACK_SECONDS
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ def fail_stop(reason: str) -> None:
     log.critical("%s; exiting without committing so a restart replays the batch", reason)
     logging.shutdown()
     os._exit(FAIL_STOP_EXIT)
+
+
+def _where(events: Sequence[Any]) -> str:
+    """The batch's topic, partitions and offsets, for the log line of a failure."""
+    return span((e.message.topic, e.message.partition, e.message.offset) for e in events)
 
 
 def hold_messages(events: Sequence[Any]) -> None:
@@ -140,8 +146,13 @@ class PublishPipeline:
         try:
             await asyncio.wait_for(asyncio.gather(*deliveries), self._timeout_s)
         except TimeoutError:
-            fail_stop(f"a batch of {len(events)} events not acknowledged in {self._timeout_s} s")
+            fail_stop(
+                f"a batch of {len(events)} events ({_where(events)}) not acknowledged in "
+                f"{self._timeout_s} s"
+            )
         except Exception as exc:  # the producer already retried until its delivery timeout
-            fail_stop(f"publishing a batch of {len(events)} events failed: {exc!r}")
+            fail_stop(
+                f"publishing a batch of {len(events)} events ({_where(events)}) failed: {exc!r}"
+            )
         PUBLISH_ACK_SECONDS.observe(time.perf_counter() - handed_over)
         self._release(events)

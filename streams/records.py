@@ -22,6 +22,8 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whites
 Domain = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 ]
+# Numbers as JSON numbers: lax parsing would take "4" and true (a rating of 1: a strong dislike).
+Number = Annotated[float, Field(strict=True)]
 # Event times are epoch seconds; anything before 2000 or more than a day ahead is a bug upstream.
 EPOCH_MIN = 946_684_800.0
 FUTURE_SLACK_S = 86_400.0
@@ -71,8 +73,8 @@ class CatalogueEvent(_Record):
     title: Annotated[str, StringConstraints(min_length=1)]
     description: str = ""
     category: str = ""
-    deleted: bool = False
-    event_time: float | None = None
+    deleted: Annotated[bool, Field(strict=True)] = False  # lax would read "yes" or 1 as true
+    event_time: Number | None = None
 
     def text(self) -> str:
         """The text the encoder sees for this item."""
@@ -86,12 +88,12 @@ class BehaviourEvent(_Record):
     user_id: Id
     domain: Domain
     action: Action
-    event_time: float
+    event_time: Number
     item_id: Id | None = None
     # Several items in one event (a basket bought, a slate skipped); exclusive with item_id.
     item_ids: list[Id] | None = None
     text: str | None = None
-    rating: Annotated[float, Field(ge=0, le=5)] | None = None
+    rating: Annotated[float, Field(strict=True, ge=0, le=5)] | None = None
 
     def items(self) -> tuple[str, ...]:
         """The items this event names (none, one, or a basket)."""
@@ -179,6 +181,10 @@ def _load(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:
         # encoded surrogates (b"\xed\xa0\x80") through as lone surrogates ("surrogatepass").
         obj = json.loads(raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEventError("unparseable", str(exc)[:200]) from exc
+    except ValueError as exc:
+        # e.g. an integer of more than 4,300 digits (Python's int-from-string limit): a plain
+        # ValueError that would otherwise fail the whole micro-batch
         raise InvalidEventError("unparseable", str(exc)[:200]) from exc
     except RecursionError as exc:
         # A few KB of "[[[[..." nest deeper than the interpreter's stack: without this the

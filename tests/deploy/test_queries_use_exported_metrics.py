@@ -34,7 +34,10 @@ TARGET_LABELS = {"job", "instance", "accelerator"}
 
 def test_every_query_names_an_exported_metric_with_its_labels(make_worker) -> None:
     w = fed_worker(make_worker)
-    declared, samples = exposition(scrape(w.web_port))
+    text = scrape(w.web_port)
+    declared, samples = exposition(text)
+    # read at scrape time from the users table: the six users fed
+    assert re.search(r"^xrec_users_in_state 6\.0$", text, re.MULTILINE), "users in state"
     assert "xrec_events_total" in declared, "the worker exports no xrec metrics?"
 
     labels_of: dict[str, set[str]] = {**FROM_KAFKA_EXPORTER, "up": set()}

@@ -79,3 +79,6 @@ def test_fit_rejects_bad_dimension() -> None:
     data = planted()
     with pytest.raises(ConfigError):
         fit_collab(data.sequences, data.items.domains, CollabParams(dim=0))
+    # more factors than users: the SVD would return fewer than asked (zero singular values)
+    with pytest.raises(ConfigError, match="needs at least as many users, got 3"):
+        fit_collab(data.sequences[:3], data.items.domains, CollabParams(dim=4))

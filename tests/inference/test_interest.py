@@ -181,3 +181,87 @@ def test_a_non_finite_vector_is_refused() -> None:
     else:
         raise AssertionError("a NaN vector was applied")
     assert s.domains == {} and s.events_applied == 0
+
+
+def test_a_domain_rebased_to_nothing_does_not_break_queries_in_the_others() -> None:
+    from inference.interest import rebase
+
+    s = UserState(space="old")
+    apply(s, 0, vec=unit(0), domain="a")
+    apply(s, 1, vec=unit(1), domain="b")
+    rebase(s, {}, "new", InterestParams())  # none of the items in the new space: both emptied
+    apply(s, 2, vec=unit(2, dim=4), domain="b")  # "b" takes the new size, "a" has none
+    model = TextSpaceModel(version="new")
+    for target in ("a", "b"):
+        q = model.query(s, target)
+        assert q is not None and q.vector.shape == (4,) and q.weights == {"b": 1.0}
+
+
+def test_skips_alone_are_neither_queried_nor_transferred() -> None:
+    s = UserState()
+    apply(s, 0, vec=unit(1), domain="a", action="skip")
+    assert s.domains["a"].mean()[1] < 0  # the skip is remembered...
+    model = TextSpaceModel(version="v")
+    assert model.query(s, "a") is None  # ...but not asked for its opposite
+    apply(s, 1, vec=unit(2), domain="b")
+    q = model.query(s, "a")
+    assert q is not None and q.weights == {"b": 1.0} and q.vector[1] == 0.0
+    apply(s, 2, vec=unit(3), domain="a")  # a liked item in "a": its own interest serves again
+    assert "a" in model.query(s, "a").weights
+
+
+def test_idle_time_fades_interest_even_across_an_event_without_a_vector() -> None:
+    year = 365 * 86400.0
+
+    def mean_after(gap_event: bool) -> np.ndarray:
+        s = UserState()
+        kw = {"domain": "a", "action": "purchase", "rating": None, "params": P}
+        apply_event(s, event_id="e0", event_time=0.0, vector=unit(0), item_id="i0", **kw)
+        if gap_event:
+            apply_event(s, event_id="e1", event_time=year, vector=None, item_id=None, **kw)
+        apply_event(s, event_id="e2", event_time=year + 1, vector=unit(1), item_id="i2", **kw)
+        return s.domains["a"].mean()
+
+    np.testing.assert_allclose(mean_after(True), mean_after(False), atol=1e-6)
+    assert mean_after(True)[0] < 0.01  # a year-old item has faded
+
+
+def test_numpy_scalars_leave_the_stored_types_alone() -> None:
+    s = UserState()
+    apply_event(
+        s,
+        event_id="e0",
+        domain="a",
+        action="rating",
+        event_time=np.float64(1e9),
+        vector=unit(0),
+        item_id="i0",
+        rating=np.float32(5.0),
+        params=P,
+    )
+    d = s.domains["a"]
+    assert d.long_sum.dtype == np.float32 and type(d.long_weight) is float
+    assert loads(dumps(s)).domains["a"].long_weight == d.long_weight  # dumps no longer fails
+
+
+def test_trim_recent_keeps_the_newest_items_and_their_negative_marks() -> None:
+    from inference.interest import trim_recent
+
+    s = UserState()
+    params = InterestParams(recent_items=10)
+    for n in range(6):
+        apply_event(
+            s,
+            event_id=f"e{n}",
+            domain="a",
+            action="skip" if n in (1, 4) else "click",
+            event_time=1e9 + n,
+            vector=unit(n % 8),
+            item_id=f"i{n}",
+            rating=None,
+            params=params,
+        )
+    mean = s.domains["a"].mean().copy()
+    trim_recent(s, 3)
+    assert s.domains["a"].recent == ["i3", "i4", "i5"] and s.domains["a"].negative == ["i4"]
+    np.testing.assert_array_equal(s.domains["a"].mean(), mean)  # interest itself untouched

@@ -87,3 +87,16 @@ def test_a_non_finite_pair_is_not_folded() -> None:
     bad[0] = np.inf
     assert stats.update(bad, m[0]) is stats
     assert stats.update(z[0], np.full_like(m[0], np.nan), forget=0.5) is stats
+
+
+def test_statistics_whose_pairs_were_all_taken_out_give_the_prior() -> None:
+    z, m, _ = _pairs(n=3, seed=3)
+    prior = np.diag([2.0, 1.0, 1.0, 1.0])
+    stats, ages = ProjectionStats.empty(4), []
+    for k in range(3):
+        stats = stats.update(z[k], m[k], 0.8)
+        ages.append(stats.age)
+    for k in range(3):
+        stats = stats.retract(z[k], m[k], ages[k])
+    assert 0 < stats.weight < 1e-9  # rounding is all that is left
+    np.testing.assert_allclose(stats.solve(0.1, 8, prior)[:4, :4], prior)

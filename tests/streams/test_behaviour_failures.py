@@ -257,3 +257,78 @@ def test_an_event_whose_vector_is_not_finite_is_dead_lettered(world_and_bundle, 
     assert all(is_finite(loads(v)) for v in table.values())
     for part in model.online.parts.values():
         assert all(np.isfinite(s.cross).all() for s in part.stats.values())
+
+
+def test_an_event_the_bundle_cannot_place_is_dead_lettered_alone(
+    world_and_bundle, tmp_path
+) -> None:
+    """A search in a domain the store holds items of but the bundle was not fitted on (items
+    left by an earlier bundle, or written by another worker to a shared Qdrant): the text
+    bridge refuses it. That used to fail the whole batch; it is this event's problem."""
+    from store.base import ItemPoint
+
+    world, bundle = world_and_bundle
+    model = BundleModel(bundle)
+    proc, store, pool = processor_for(model, tmp_path / "qdrant", top_k=5)
+    store.upsert_items([ItemPoint("toy-1", "toys", np.ones(model.stored_dim))])
+    text_dim = bundle.bridge.weights.shape[1] - 1
+
+    async def encode(texts):  # stands in for the encoder: what it returns is not under test
+        return np.ones((len(texts), text_dim), np.float32)
+
+    proc.encode = encode
+    good = _messages(world, users=2, per_user=1)
+    search = {"event_id": "s", "user_id": "u9", "domain": "toys", "action": "search"}
+    search |= {"text": "wooden train", "event_time": 1.7e9}
+    bad = SourceMessage("behaviour", 0, 2, b"u9", json.dumps(search).encode(), 0.0)
+    table: dict[str, bytes] = {}
+    try:
+        out = asyncio.run(
+            proc.process(
+                [good[0], bad, good[1]], table.get, lambda u, v, _m: table.__setitem__(u, v)
+            )
+        )
+    finally:
+        pool.shutdown()
+        store.close()
+    assert out.applied == 2 and [d.reason for d in out.dead_letters] == ["model_mismatch"]
+    assert "toys" in out.dead_letters[0].message and set(table) == {"u0", "u1"}
+
+
+def test_a_state_too_large_for_a_changelog_record_drops_its_oldest_recent_items(
+    world_and_bundle, tmp_path, monkeypatch
+) -> None:
+    """A record over the producer's request size stopped the worker on every restart (the same
+    event replayed). The real limit needs ten domains of 256-character ids; the budget is
+    lowered here so the world's short ids reach it."""
+    import streams.behaviour as behaviour
+
+    world, bundle = world_and_bundle
+    msgs = _messages(world, users=1, per_user=24)  # 12 items in each of the two domains
+
+    def run(path, budget: int | None = None) -> tuple[dict[str, bytes], object]:
+        if budget is not None:
+            monkeypatch.setattr(behaviour, "MAX_STATE_BYTES", budget)
+        proc, store, pool = processor_for(BundleModel(bundle), path, top_k=5)
+        table: dict[str, bytes] = {}
+        try:
+            out = asyncio.run(
+                proc.process(msgs, table.get, lambda u, v, _m: table.__setitem__(u, v))
+            )
+        finally:
+            pool.shutdown()
+            store.close()
+        return table, out
+
+    full = len(run(tmp_path / "full")[0]["u0"])
+    before = REGISTRY.get_sample_value("xrec_user_state_trimmed_total") or 0.0
+    table, out = run(tmp_path / "cut", budget=full - 60)  # about six item ids too many
+    assert out.applied == 24 and not out.dead_letters  # nothing lost
+    raw = table["u0"]
+    assert len(raw) <= full - 60
+    st = loads(raw)
+    assert st.events_applied == 24  # every event's interest is in
+    newest = json.loads(msgs[-1].value)
+    assert st.domains[newest["domain"]].recent[-1] == newest["item_id"]  # the newest kept
+    assert 0 < sum(len(d.recent) for d in st.domains.values()) < 24
+    assert REGISTRY.get_sample_value("xrec_user_state_trimmed_total") == before + 1

@@ -134,6 +134,16 @@ def test_deeply_nested_json_is_dead_lettered_not_a_crash(parse) -> None:
     assert info.value.reason == "unparseable"
 
 
+@pytest.mark.parametrize("parse", [parse_behaviour, parse_catalogue])
+def test_an_integer_past_pythons_digit_limit_is_dead_lettered_not_a_crash(parse) -> None:
+    """json.loads raises a plain ValueError on an integer of more than 4,300 digits (a 4.4 KB
+    record): like the nesting above, it escaped the parser and failed the whole batch."""
+    raw = b'{"event_time": ' + b"1" * 4301 + b"}"
+    with pytest.raises(InvalidEventError) as info:
+        parse(raw, max_bytes=64_000, max_text_chars=4000)
+    assert info.value.reason == "unparseable"
+
+
 @pytest.mark.parametrize(
     "raw",
     [

@@ -102,3 +102,23 @@ def test_a_user_over_the_rate_is_dead_lettered_and_others_are_not(runtime: Runti
     out = run(later)
     assert out.applied == 5 and len(out.dead_letters) == 3
     assert loads(table["bot"]).events_applied == 15
+
+
+@pytest.mark.model
+def test_text_in_a_domain_without_catalogue_items_is_dead_lettered(runtime: Runtime) -> None:
+    # Item events are vouched for by their item's domain; text alone is not. Without this a
+    # user's state would grow a domain per made-up name (text space accepts any name).
+    world, proc = _world_and_processor(runtime, WorkerSettings(top_k=3))
+    table: dict[str, bytes] = {}
+    known = world.items[0].domain
+
+    def search(n: int, domain: str) -> SourceMessage:
+        ev = {"event_id": f"s{n}", "user_id": "u", "domain": domain, "action": "search"}
+        ev |= {"text": "cast iron pan", "event_time": T0 + n}
+        return SourceMessage("behaviour", 0, n, b"u", json.dumps(ev).encode(), T0)
+
+    msgs = [search(n, f"made-up-{n}") for n in range(20)] + [search(20, known)]
+    out = asyncio.run(proc.process(msgs, table.get, lambda u, v, _m: table.__setitem__(u, v)))
+    assert [dl.reason for dl in out.dead_letters] == ["unknown_domain"] * 20
+    assert "'made-up-0' has no items in the catalogue" in out.dead_letters[0].message
+    assert out.applied == 1 and set(loads(table["u"]).domains) == {known}

@@ -101,6 +101,7 @@ def test_held_messages_reach_the_consumer_only_when_released() -> None:
 
 _FAILING = """
 import asyncio, logging
+from types import SimpleNamespace
 from streams.publish import PublishPipeline
 
 logging.basicConfig()  # as the worker's CLI does
@@ -110,7 +111,8 @@ async def main():
     delivery = asyncio.get_running_loop().create_future()
     if FAIL:
         delivery.set_exception(ConnectionError("broker gone"))
-    await pipeline.submit(["a"], [delivery])
+    event = SimpleNamespace(message=SimpleNamespace(topic="behaviour", partition=2, offset=7))
+    await pipeline.submit([event], [delivery])
     await pipeline.wait()
 
 asyncio.run(main())
@@ -120,8 +122,8 @@ asyncio.run(main())
 @pytest.mark.parametrize(
     ("fail", "logged"),
     [
-        (True, ["publishing a batch of 1 events failed", "broker gone"]),
-        (False, ["a batch of 1 events not acknowledged in 0.5 s"]),
+        (True, ["publishing a batch of 1 events (behaviour[2]@7) failed", "broker gone"]),
+        (False, ["a batch of 1 events (behaviour[2]@7) not acknowledged in 0.5 s"]),
     ],
     ids=["failed", "never-resolved"],
 )
@@ -195,3 +197,10 @@ def test_a_batch_whose_sends_wait_for_the_broker_shows_before_it_is_handed_over(
 
     blocked, retried, done = asyncio.run(run())
     assert blocked > 0.04 and retried >= blocked and done == 0.0
+
+
+def test_a_batch_is_named_by_each_partitions_first_and_last_offset() -> None:
+    from streams.deadletter import span
+
+    where = [("behaviour", 1, 9), ("behaviour", 0, 5), ("behaviour", 0, 7), ("catalogue", 0, 2)]
+    assert span(where) == "behaviour[0]@5..7, behaviour[1]@9, catalogue[0]@2"

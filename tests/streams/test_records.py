@@ -48,6 +48,9 @@ def test_valid_behaviour_event_parses() -> None:
         (raw(action="teleport"), "unknown_action"),
         (raw(user_id=None), "schema"),
         (raw(event_time="yesterday"), "schema"),
+        (raw(event_time="1700000000"), "schema"),  # a number as a string: not taken
+        (raw(rating=True, action="rating"), "schema"),  # would have read as 1 star
+        (raw(rating="4", action="rating"), "schema"),
         (raw(event_time=-5), "bad_time"),
         (raw(event_time=1e12), "bad_time"),
         (raw(domain="Not A Domain!"), "schema"),
@@ -77,6 +80,16 @@ def test_catalogue_text_joins_fields_and_limits_apply() -> None:
             json.dumps({"item_id": "i", "domain": "books", "title": "T" * 600}).encode(), **LIMITS
         )
     assert info.value.reason == "oversize"
+
+
+@pytest.mark.parametrize("deleted", ["yes", "false", 1])
+def test_a_delete_flag_must_be_a_json_boolean(deleted: object) -> None:
+    # lax parsing read "yes", "false" and 1 as true: a malformed record deleted the item
+    item = {"item_id": "i", "domain": "books", "title": "T", "deleted": deleted}
+    with pytest.raises(InvalidEventError) as info:
+        parse_catalogue(json.dumps(item).encode(), **LIMITS)
+    assert info.value.reason == "schema"
+    assert parse_catalogue(json.dumps({**item, "deleted": True}).encode(), **LIMITS).deleted
 
 
 def test_schemas_cover_every_record() -> None:
