@@ -13,6 +13,8 @@ numpy only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -30,36 +32,62 @@ def mmr(scores: np.ndarray, features: np.ndarray, k: int, diversity: float) -> l
     candidate, compared by cosine. Ties go to the better-scored candidate, so with
     ``diversity = 0`` the result is the candidates sorted by score.
     """
+    scores = np.asarray(scores)
+    if features.shape[0] != scores.shape[0]:
+        raise ValueError(f"{scores.shape[0]} scores but {features.shape[0]} feature rows")
+    return mmr_batch([(scores, np.arange(scores.shape[0]))], features, k, diversity)[0]
+
+
+def mmr_batch(
+    lists: Sequence[tuple[np.ndarray, np.ndarray]],
+    features: np.ndarray,
+    k: int,
+    diversity: float,
+) -> list[list[int]]:
+    """:func:`mmr` of many lists at once (a micro-batch's queries), in numpy, not per list.
+
+    Each list is (its candidates' scores, their rows in ``features``); lists may share rows
+    (an item that is a candidate of many queries is fetched and normalised once). Returns each
+    list's picks as positions in that list.
+    """
     if not 0.0 <= diversity < 1.0:
         raise ValueError(f"diversity must be in [0, 1), got {diversity}")
-    s = np.asarray(scores, dtype=np.float64)
-    n = s.shape[0]
-    if features.shape[0] != n:
-        raise ValueError(f"{n} scores but {features.shape[0]} feature rows")
-    k = min(k, n)
-    if k <= 0:
-        return []
-    order = np.argsort(-s, kind="stable")  # candidates by score: ties broken by position
+    width = max((len(s) for s, _ in lists), default=0)
+    if width == 0 or k <= 0:
+        return [[] for _ in lists]
+    b = len(lists)
+    score = np.full((b, width), -np.inf)
+    rows = np.zeros((b, width), dtype=np.int64)
+    for i, (s, r) in enumerate(lists):
+        score[i, : len(s)], rows[i, : len(r)] = s, r
+    sizes = np.array([len(s) for s, _ in lists])
+    # candidates by score, padding last; ties broken by position
+    order = np.argsort(-score, axis=1, kind="stable")
+    take = np.minimum(sizes, k)
     if diversity == 0.0:
-        return order[:k].tolist()
-    span = s.max() - s.min()
-    relevance = (s - s.min()) / span if span > 0 else np.zeros(n)
-    unit = unit_rows(features)[order]
-    relevance = relevance[order]
-    closest = np.full(n, -np.inf)  # each candidate's highest cosine to a picked one
-    free = np.ones(n, dtype=bool)
-    picked: list[int] = []
-    for step in range(k):
+        return [order[i, : take[i]].tolist() for i in range(b)]
+    score = np.take_along_axis(score, order, axis=1)
+    valid = np.arange(width)[None, :] < sizes[:, None]
+    low = np.where(valid, score, np.inf).min(axis=1, keepdims=True)
+    span = score[:, :1] - low  # the best minus the worst
+    relevance = np.where(span > 0, (score - low) / np.where(span > 0, span, 1.0), 0.0)
+    unit = unit_rows(features)[np.take_along_axis(rows, order, axis=1)]  # [b, width, dim]
+    closest = np.full((b, width), -np.inf)  # each candidate's highest cosine to a picked one
+    free = valid.copy()
+    picked = np.zeros((b, min(k, width)), dtype=np.int64)
+    everyone = np.arange(b)
+    for step in range(picked.shape[1]):
         if step == 0:
             gain = relevance.copy()
         else:
             gain = (1.0 - diversity) * relevance - diversity * closest
         gain[~free] = -np.inf
-        best = int(np.argmax(gain))  # first maximum: the better-scored of tied candidates
-        picked.append(best)
-        free[best] = False
-        closest = np.maximum(closest, unit @ unit[best])
-    return order[picked].tolist()
+        best = np.argmax(gain, axis=1)  # first maximum: the better-scored of tied candidates
+        picked[:, step] = best
+        free[everyone, best] = False
+        cos = np.einsum("bcd,bd->bc", unit, unit[everyone, best])
+        closest = np.maximum(closest, cos)
+    return [order[i, picked[i, : take[i]]].tolist() for i in range(b)]
 
 
 def list_similarity(features: np.ndarray) -> float:

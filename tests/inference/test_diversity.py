@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.diversity import list_similarity, mmr
+from inference.diversity import list_similarity, mmr, mmr_batch
 
 
 def _reference(scores: np.ndarray, features: np.ndarray, k: int, diversity: float) -> list[int]:
@@ -38,6 +38,19 @@ def test_matches_the_definition(diversity: float) -> None:
         scores = rng.standard_normal(n)
         features = rng.standard_normal((n, 16))
         assert mmr(scores, features, 10, diversity) == _reference(scores, features, 10, diversity)
+
+
+@pytest.mark.parametrize("diversity", [0.0, 0.3])
+def test_a_batch_picks_what_each_list_alone_would(diversity: float) -> None:
+    rng = np.random.default_rng(11)
+    features = rng.standard_normal((50, 8))  # rows shared between lists, as items are
+    lists = []
+    for n in (30, 0, 1, 7, 30, 12):
+        rows = rng.choice(50, size=n, replace=False)
+        lists.append((rng.standard_normal(n), rows))
+    batch = mmr_batch(lists, features, 10, diversity)
+    assert batch == [mmr(s, features[r], 10, diversity) for s, r in lists]
+    assert [len(p) for p in batch] == [10, 0, 1, 7, 10, 10]
 
 
 def test_no_diversity_is_the_engine_order_ties_to_the_earlier() -> None:
