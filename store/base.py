@@ -59,13 +59,6 @@ def as_vector(values: object) -> np.ndarray:
     return vec
 
 
-def read_only(values: object) -> np.ndarray:
-    """``values`` as a read-only float32 array (vectors the engine hands back)."""
-    vec = np.asarray(values, dtype=np.float32)
-    vec.setflags(write=False)
-    return vec
-
-
 # eq=False on the vector-bearing classes: the generated __eq__ would compare numpy arrays,
 # whose truth value is ambiguous. Compare vectors with np.allclose instead.
 @dataclass(frozen=True, eq=False, slots=True)
@@ -103,19 +96,16 @@ class Hit(NamedTuple):
     item_id: str
     domain: str
     score: float
-    vector: np.ndarray | None = None  # the stored vector, when the query asked for it
 
 
 @dataclass(frozen=True, eq=False, slots=True)
 class ItemQuery:
-    """Top-``k`` items of ``domain`` nearest to ``vector``, never any of ``exclude_item_ids``;
-    ``with_vectors``: the hits carry their stored vectors (for the diversity step)."""
+    """Top-``k`` items of ``domain`` nearest to ``vector``, never any of ``exclude_item_ids``."""
 
     vector: np.ndarray
     domain: str
     k: int
     exclude_item_ids: tuple[str, ...] = field(default=())
-    with_vectors: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vector", as_vector(self.vector))

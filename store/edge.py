@@ -46,7 +46,6 @@ from store.base import (
     chunks,
     engine_errors,
     item_point_id,
-    read_only,
     user_point_id,
 )
 from store.edge_config import edge_config, search_params
@@ -301,7 +300,6 @@ class EdgeStore:
             query=qe.Query.Nearest(q.vector.tolist()),
             filter=flt,
             with_payload=False,
-            with_vector=q.with_vectors,
             params=self._search,
         )
 
@@ -338,10 +336,7 @@ class EdgeStore:
             batch = qe.QueryBatchRequest([self._request(q, n, f) for q, n, f in requests])
             with engine_errors("querying items (batch)"):
                 results = shard.query_batch(batch)
-            return [
-                (self._hits(points, q.with_vectors), len(points))
-                for (q, _, _), points in zip(requests, results, strict=True)
-            ]
+            return [(self._hits(points), len(points)) for points in results]
 
         return ask
 
@@ -371,9 +366,7 @@ class EdgeStore:
             self._names_by_id = names
         return self._names_by_id
 
-    def _hits(
-        self, points: Sequence[qe.ScoredPoint], vectors: bool = False, retry: bool = True
-    ) -> list[Hit]:
+    def _hits(self, points: Sequence[qe.ScoredPoint], retry: bool = True) -> list[Hit]:
         names = self._item_names()
         out = []
         for p in points:
@@ -382,9 +375,9 @@ class EdgeStore:
             if item is None:
                 if retry:  # cannot happen (see _item_names); if it did, reread the map once
                     self._names_by_id = None
-                    return self._hits(points, vectors, retry=False)
+                    return self._hits(points, retry=False)
                 continue
-            out.append(Hit(*item, float(p.score), read_only(p.vector) if vectors else None))
+            out.append(Hit(*item, float(p.score)))
         return out
 
     # -- users -----------------------------------------------------------------------------

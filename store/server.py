@@ -34,7 +34,6 @@ from store.base import (
     chunks,
     engine_errors,
     item_point_id,
-    read_only,
     user_point_id,
 )
 from store.settings import QdrantSettings
@@ -210,7 +209,6 @@ class ServerStore:
             filter=qm.Filter(must=[_domain_is(q.domain)], must_not=must_not),
             limit=limit,
             with_payload=True,
-            with_vector=q.with_vectors,
             params=self._search,
         )
 
@@ -235,10 +233,7 @@ class ServerStore:
         batch = [self._request(q, n, f) for q, n, f in requests]
         with engine_errors("querying items (batch)"):
             responses = self.client.query_batch_points(self._items, batch)
-        return [
-            (_hits(r.points, q.with_vectors), len(r.points))
-            for (q, _, _), r in zip(requests, responses, strict=True)
-        ]
+        return [(_hits(r.points), len(r.points)) for r in responses]
 
     # -- users -----------------------------------------------------------------------------
 
@@ -284,10 +279,9 @@ def _domain_is(domain: str) -> qm.FieldCondition:
     return qm.FieldCondition(key=DOMAIN_KEY, match=qm.MatchValue(value=domain))
 
 
-def _hits(points: Sequence[qm.ScoredPoint], vectors: bool = False) -> list[Hit]:
+def _hits(points: Sequence[qm.ScoredPoint]) -> list[Hit]:
     out = []
     for p in points:
         payload = p.payload or {}
-        vec = read_only(p.vector) if vectors else None
-        out.append(Hit(payload[ITEM_ID_KEY], payload[DOMAIN_KEY], float(p.score), vec))
+        out.append(Hit(payload[ITEM_ID_KEY], payload[DOMAIN_KEY], float(p.score)))
     return out

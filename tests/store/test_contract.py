@@ -85,21 +85,6 @@ def test_many_exclusions_among_the_nearest_still_give_k_hits(loaded, crowd: int)
     assert [h.item_id for h in hits] == _exact(points, q, "food", 3, exclude)
 
 
-@pytest.mark.parametrize("crowd", [0, OVERFETCH + 1])  # the plain page, and the filtered re-ask
-def test_hits_carry_their_stored_vectors_when_asked(loaded, crowd: int) -> None:
-    store, points = loaded
-    by_id = {p.item_id: p for p in points}
-    q = np.random.default_rng(5).standard_normal(DIM)
-    exclude = tuple(_exact(points, q, "food", 20)[:crowd])
-    plain = store.query_items(ItemQuery(q, "food", 3, exclude))
-    hits = store.query_items(ItemQuery(q, "food", 3, exclude, with_vectors=True))
-    assert [h.item_id for h in hits] == [h.item_id for h in plain]
-    assert all(h.vector is None for h in plain)
-    for h in hits:
-        assert h.vector.dtype == np.float32 and not h.vector.flags.writeable
-        np.testing.assert_allclose(h.vector, by_id[h.item_id].vector, rtol=1e-6)
-
-
 def test_k_larger_than_domain_and_unknown_domain(loaded) -> None:
     store, _ = loaded
     q = np.ones(DIM)
