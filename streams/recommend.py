@@ -95,8 +95,8 @@ class Recommender:
         """The top-k lists the diversity step picks from the queries' candidates.
 
         The candidates' vectors come in one store call for the whole batch, each item once:
-        queries of one batch share many candidates (fetching them with every query cost
-        twice as much on the Food/Kitchen stream).
+        queries of one batch share many candidates, and fetching them with every query made
+        the step cost twice as much on the Food/Kitchen stream (README, "Diversity").
         """
         ids = list(dict.fromkeys(h.item_id for hits in results for h in hits))
         stored = await self.call_store("get_items", self.store.get_items, ids) if ids else {}
