@@ -1,4 +1,4 @@
-"""The optional diversity step: re-rank a query's nearest items so a list is not ten near-copies.
+"""The optional diversity step: re-rank a query's nearest items so a list is not all alike.
 
 Maximal marginal relevance (Carbonell & Goldstein, 1998), greedy: each next item maximises
 ``(1 - diversity) * relevance - diversity * (its highest cosine to an item already picked)``.
