@@ -50,6 +50,7 @@ from store.base import (
 )
 from store.edge_config import edge_config, search_params
 from store.edge_domains import CONFIG_FILE, DomainShards, check_domain, load_shard
+from store.item_cache import ItemCache
 from store.settings import QdrantSettings
 
 
@@ -73,6 +74,7 @@ class EdgeStore:
         # to Python dicts was ~20% of a query), and an item's domain names its shard; see
         # _item_names.
         self._names_by_id: dict[int, tuple[str, str]] | None = None
+        self._cache = ItemCache(settings.item_cache)  # see store.item_cache
         self._search = search_params(settings)
         self._closed = False
 
@@ -172,6 +174,7 @@ class EdgeStore:
         if self._closed:
             return
         self._closed = True
+        self._cache.clear()
         users, self._users = self._users, None
         self._items.close(also=[users] if users is not None else [])
 
@@ -213,6 +216,7 @@ class EdgeStore:
                     )
                     for p in batch
                 ]
+                self._cache.forget(item_point_id(p.item_id).int for p in batch)
                 with engine_errors("upserting items"):
                     shard.update(qe.UpdateOperation.upsert_points(ops))
                 for p in batch:
@@ -226,6 +230,7 @@ class EdgeStore:
             shard = self._items.get(domain)
             if shard is None:
                 continue
+            self._cache.forget(i.int for i in ids)
             with engine_errors("deleting items"):
                 shard.update(qe.UpdateOperation.delete_points(ids))
             for i in ids:
@@ -250,17 +255,26 @@ class EdgeStore:
             self._delete(by_domain)
 
     def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemPoint]:
-        """The stored items among ``item_ids``; missing ids are absent."""
+        """The stored items among ``item_ids``; missing ids are absent. Items read lately
+        come from memory (``store.item_cache``)."""
         out: dict[str, ItemPoint] = {}
         for domain, ids in self._stored_by_domain(item_ids).items():
+            missing = []
+            for pid in ids:
+                cached = self._cache.get(pid.int)
+                if cached is None:
+                    missing.append(pid)
+                else:
+                    out[cached.item_id] = cached
             shard = self._items.get(domain)
-            if shard is None:
+            if shard is None or not missing:
                 continue
             with engine_errors("retrieving items"):
-                records = shard.retrieve(ids, True, True)
+                records = shard.retrieve(missing, True, True)
             for r in records:
                 item_id = (r.payload or {})[ITEM_ID_KEY]
-                out[item_id] = ItemPoint(item_id, domain, np.asarray(r.vector))
+                point = out[item_id] = ItemPoint(item_id, domain, np.asarray(r.vector))
+                self._cache.put(item_point_id(item_id).int, point)
         return out
 
     def count_items(self, domain: str | None = None) -> int:
