@@ -195,6 +195,8 @@ def run_benchmark(
                         "top_k",
                         "gc_freeze",
                         "event_loop",
+                        "diversity",
+                        "diversity_candidates",
                     },
                     mode="json",
                 ),
@@ -241,7 +243,13 @@ def _store_config() -> dict:
     """The vector-store settings the worker ran with (it reads the same environment)."""
     from store.settings import QdrantSettings
 
-    keep = {"hnsw_ef", "acorn_max_selectivity", "quantization", "indexing_threshold_kb"}
+    keep = {
+        "hnsw_ef",
+        "acorn_max_selectivity",
+        "quantization",
+        "indexing_threshold_kb",
+        "item_cache",
+    }
     return {"engine": "qdrant-edge", **QdrantSettings().model_dump(include=keep, mode="json")}
 
 
