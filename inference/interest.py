@@ -160,9 +160,11 @@ def apply_event(
     w = float(params.weight(action, rating))  # numpy scalars would change the stored dtypes
     event_time = float(event_time)
     # Older interest fades both per event and with event time, so one binge or one idle
-    # month each count; max() keeps out-of-order events from growing the weights.
-    dt = max(0.0, event_time - d.last_time) if d.count else 0.0
-    fade = 0.5 ** (dt / params.half_life_s)
+    # month each count. An event older than the domain's newest (it arrived late) fades
+    # instead by how much older it is: it counts as it would have, had it come in order.
+    dt = event_time - d.last_time if d.count else 0.0
+    fade = 0.5 ** (max(0.0, dt) / params.half_life_s)
+    late = 0.5 ** (max(0.0, -dt) / params.half_life_s)
     if vector is None and fade < 1.0:
         # the clock moves on below (last_time): the time that passed must fade interest now,
         # or the next event's gap would start from here and a long idle spell be forgotten
@@ -170,13 +172,16 @@ def apply_event(
         d.long_weight = float(d.long_weight * fade)
     if vector is not None:
         decay = 0.5 ** (1.0 / params.half_life_events) * fade
-        d.long_sum = (d.long_sum * decay + w * vector).astype(np.float32, copy=False)
-        d.long_weight = float(d.long_weight * decay + abs(w))
+        d.long_sum = (d.long_sum * decay + (w * late) * vector).astype(np.float32, copy=False)
+        d.long_weight = float(d.long_weight * decay + abs(w) * late)
         if w > 0:
+            # short-term interest forgets idle time too: after a quiet month it is the new
+            # event, not what the user did before the month (the long-term mean has moved on)
+            keep = (1.0 - params.short_alpha * late) * fade
             d.short = (
                 vector.copy()
                 if d.short is None
-                else ((1 - params.short_alpha) * d.short + params.short_alpha * vector)
+                else (keep * d.short + (1.0 - keep) * vector).astype(np.float32, copy=False)
             )
     d.count += 1
     d.last_time = max(d.last_time, event_time)

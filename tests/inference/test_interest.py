@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from inference.blend import Strategy, TextSpaceModel
 from inference.interest import InterestParams, UserState, apply_event
@@ -265,3 +266,44 @@ def test_trim_recent_keeps_the_newest_items_and_their_negative_marks() -> None:
     trim_recent(s, 3)
     assert s.domains["a"].recent == ["i3", "i4", "i5"] and s.domains["a"].negative == ["i4"]
     np.testing.assert_array_equal(s.domains["a"].mean(), mean)  # interest itself untouched
+
+
+def _purchase(s: UserState, n: int, t: float, vec: np.ndarray, params: InterestParams) -> None:
+    apply_event(
+        s,
+        event_id=f"e{n}",
+        domain="a",
+        action="purchase",
+        event_time=t,
+        vector=vec,
+        item_id=f"i{n}",
+        rating=None,
+        params=params,
+    )
+
+
+def test_a_late_event_counts_as_it_would_have_in_order() -> None:
+    params = InterestParams(half_life_events=float("inf"), half_life_s=3600.0)
+    ordered, late = UserState(), UserState()
+    _purchase(ordered, 0, 0.0, unit(0), params)
+    _purchase(ordered, 1, 7200.0, unit(1), params)
+    _purchase(late, 1, 7200.0, unit(1), params)
+    _purchase(late, 0, 0.0, unit(0), params)  # two half-lives older than what came before it
+    np.testing.assert_allclose(late.domains["a"].mean(), ordered.domains["a"].mean(), atol=1e-6)
+    assert late.domains["a"].mean()[0] == pytest.approx(0.2)  # a quarter of the newer's weight
+    assert late.domains["a"].short[1] > 0.9  # the late event barely moves recent interest
+
+
+def test_short_term_interest_forgets_idle_time_too() -> None:
+    params = InterestParams(half_life_s=86_400.0)
+    s = UserState()
+    for n in range(5):
+        _purchase(s, n, float(n), unit(0), params)
+    _purchase(s, 5, 10 * 86_400.0, unit(1), params)  # after ten idle half-lives
+    assert s.domains["a"].short[1] > 0.99  # not 0.3: the old burst is as stale as in the mean
+    assert s.domains["a"].mean()[1] > 0.99
+    quick = UserState()
+    for n in range(5):
+        _purchase(quick, n, float(n), unit(0), params)
+    _purchase(quick, 5, 6.0, unit(1), params)  # a second later: the usual step
+    assert quick.domains["a"].short[1] == pytest.approx(params.short_alpha, rel=1e-4)
