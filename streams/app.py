@@ -119,8 +119,15 @@ def build_app(kafka: KafkaSettings, worker: WorkerSettings, runtime: Runtime) ->
         AckedTable,
         app.Table(USERS_TABLE, default=None, partitions=kafka.partitions, schema=table_schema),
     )
+
     # Read at scrape time, not after every batch: with rocksdb:// a len() walks every key.
-    USERS_IN_STATE.set_function(lambda: len(users))
+    def users_in_state() -> float:
+        try:
+            return float(len(users))
+        except Exception:  # a store being recovered or closed: no figure, not a failed scrape
+            return float("nan")
+
+    USERS_IN_STATE.set_function(users_in_state)
     # Online projection statistics, one record per source partition, kept like user state.
     projection = cast(
         AckedTable,
