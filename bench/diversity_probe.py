@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.drift_bench import fit_world_bundle
-from bench.drift_replay import K, _batches, processor_for
+from bench.drift_replay import K, one_per_user_batches, processor_for
 from bench.report import emit_probe
 from inference.bundle import ModelBundle
 from inference.bundle_model import BundleModel
@@ -46,7 +46,7 @@ async def _replay(bundle: ModelBundle, stream: DriftStream, diversity: float, ro
     offset = 0
     start = time.perf_counter()
     try:
-        for batch in _batches(stream.events):
+        for batch in one_per_user_batches(stream.events):
             msgs = []
             for e in batch:
                 key = (e["user_id"], e["domain"])

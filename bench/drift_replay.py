@@ -68,7 +68,7 @@ def _no_text(texts: list[str]) -> np.ndarray:
     raise AssertionError("drift scenarios carry no free text")  # never called: item events only
 
 
-def _batches(events: list[dict], size: int = 64) -> list[list[dict]]:
+def one_per_user_batches(events: list[dict], size: int = 64) -> list[list[dict]]:
     """Consecutive events, at most one per user per batch (one recommendation per event)."""
     out, cur, users = [], [], set()
     for e in events:
@@ -128,7 +128,7 @@ async def _replay(
     before = {lv: _detections(lv) for lv in ("user", "population")}
     offset = 0
     weights: list[tuple[int, dict[str, float]]] = []  # the learned short-term weight over time
-    for batch in _batches(stream.events):
+    for batch in one_per_user_batches(stream.events):
         msgs = []
         for e in batch:
             key = (e["user_id"], e["domain"])

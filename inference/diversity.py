@@ -35,20 +35,22 @@ def mmr(scores: np.ndarray, features: np.ndarray, k: int, diversity: float) -> l
     scores = np.asarray(scores)
     if features.shape[0] != scores.shape[0]:
         raise ValueError(f"{scores.shape[0]} scores but {features.shape[0]} feature rows")
-    return mmr_batch([(scores, np.arange(scores.shape[0]))], features, k, diversity)[0]
+    only = [(scores, np.arange(scores.shape[0]))]
+    return mmr_batch(only, unit_rows(features), k, diversity)[0]
 
 
 def mmr_batch(
     lists: Sequence[tuple[np.ndarray, np.ndarray]],
-    features: np.ndarray,
+    unit: np.ndarray,
     k: int,
     diversity: float,
 ) -> list[list[int]]:
     """:func:`mmr` of many lists at once (a micro-batch's queries), in numpy, not per list.
 
-    Each list is (its candidates' scores, their rows in ``features``); lists may share rows
-    (an item that is a candidate of many queries is fetched and normalised once). Returns each
-    list's picks as positions in that list.
+    Each list is (its candidates' scores, their rows in ``unit``: features already scaled to
+    unit length by :func:`unit_rows`); lists may share rows (an item that is a candidate of
+    many queries is fetched and normalised once). Returns each list's picks as positions in
+    that list.
     """
     if not 0.0 <= diversity < 1.0:
         raise ValueError(f"diversity must be in [0, 1), got {diversity}")
@@ -71,7 +73,7 @@ def mmr_batch(
     low = np.where(valid, score, np.inf).min(axis=1, keepdims=True)
     span = score[:, :1] - low  # the best minus the worst
     relevance = np.where(span > 0, (score - low) / np.where(span > 0, span, 1.0), 0.0)
-    unit = unit_rows(features)[np.take_along_axis(rows, order, axis=1)]  # [b, width, dim]
+    cand = unit[np.take_along_axis(rows, order, axis=1)]  # [b, width, dim]
     closest = np.full((b, width), -np.inf)  # each candidate's highest cosine to a picked one
     free = valid.copy()
     picked = np.zeros((b, min(k, width)), dtype=np.int64)
@@ -85,7 +87,7 @@ def mmr_batch(
         best = np.argmax(gain, axis=1)  # first maximum: the better-scored of tied candidates
         picked[:, step] = best
         free[everyone, best] = False
-        cos = np.einsum("bcd,bd->bc", unit, unit[everyone, best])
+        cos = np.einsum("bcd,bd->bc", cand, cand[everyone, best])
         closest = np.maximum(closest, cos)
     return [order[i, picked[i, : take[i]]].tolist() for i in range(b)]
 

@@ -70,6 +70,14 @@ class DomainInterest:
         dislike, not at anything they want, so it is neither queried nor learned from."""
         return self.long_weight > 0 and self.short is not None
 
+    def keep_recent(self, n: int) -> None:
+        """Keep the ``n`` newest recent items (and the negative marks among them)."""
+        if len(self.recent) > n:
+            dropped = set(self.recent[: len(self.recent) - n])
+            del self.recent[: len(self.recent) - n]
+            if self.negative:
+                self.negative = [i for i in self.negative if i not in dropped]
+
     def mean(self) -> np.ndarray:
         """Long-term interest: the decayed, weighted mean of touched vectors."""
         if self.long_weight <= 0.0:
@@ -193,11 +201,7 @@ def apply_event(
             d.negative.remove(item)
         if w < 0:
             d.negative.append(item)
-    if len(d.recent) > params.recent_items:
-        dropped = d.recent[: -params.recent_items]
-        del d.recent[: -params.recent_items]
-        if d.negative:
-            d.negative = [i for i in d.negative if i not in dropped]
+    d.keep_recent(params.recent_items)
     if partition is not None and offset is not None:
         state.offsets[partition] = offset
     state.event_ids.append(event_id)
@@ -210,10 +214,7 @@ def trim_recent(state: UserState, keep: int) -> None:
     """Keep each domain's ``keep`` newest recent items (what a state too large to store gives
     up first: exclusions and rebases reach back less far; interest itself is untouched)."""
     for d in state.domains.values():
-        if len(d.recent) > keep:
-            dropped = set(d.recent[: len(d.recent) - keep])
-            del d.recent[: len(d.recent) - keep]
-            d.negative = [i for i in d.negative if i not in dropped]
+        d.keep_recent(keep)
 
 
 def _dim_of(state: UserState) -> int:

@@ -47,7 +47,7 @@ def interest_before(state: UserState, domain: str) -> InterestBefore | None:
     No copies: ``apply_event`` replaces the vectors instead of writing into them.
     """
     d = state.domains.get(domain)
-    if d is None or d.short is None or d.long_weight <= 0:
+    if d is None or not d.liked:
         return None
     return InterestBefore(d.mean(), d.short)
 

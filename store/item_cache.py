@@ -1,10 +1,12 @@
 """Recently read item points, kept in memory for ``get_items`` (Qdrant Edge only).
 
-Reading a point back from Qdrant Edge converts its vector to a Python list and then to numpy:
-~30 us for a 384-d item, per item per call. The behaviour path reads the items of every event,
-and the diversity step the vectors of every query's candidates (25 events a batch with 30
-candidates in each of 2 domains: 52 ms a batch in ``xrec bench-stream`` before this cache). Hot
-items are read again and again, so the last ``capacity`` points read are kept.
+Reading a point back from Qdrant Edge converts its vector to a Python list and then to numpy,
+per item per call. The behaviour path reads the items of every event, and the diversity step
+the vectors of every query's candidates: 25 events a batch with 30 candidates in each of 2
+domains took 52 ms a batch in ``xrec bench-stream`` before this cache (about 30 us a 384-d
+item; ``bench/results/stream-steps/32-*``). Hot items are read again and again, so the last
+``capacity`` points read are kept (about 2 KB each at 384-d: ``python -m
+bench.item_cache_probe``).
 
 Exact, not merely fresh: a Qdrant Edge directory has one writer, the store that holds this
 cache, and every write forgets the points it touches before the next read. A Qdrant server has

@@ -45,7 +45,7 @@ class QdrantSettings(BaseSettings):
     item_cache: int = Field(
         20_000,
         ge=0,
-        description="Qdrant Edge: items kept in memory after a read (about 1.7 KB each at 384 "
+        description="Qdrant Edge: items kept in memory after a read (about 2 KB each at 384 "
         "dimensions), exact because the store is its directory's only writer; 0 = none",
     )
     # Measured on the 36k Food/Kitchen titles in one collection filtered by domain (MiniLM

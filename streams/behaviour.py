@@ -406,13 +406,11 @@ def _fitted(state: UserState, m: SourceMessage) -> bytes:
     STATE_TRIMMED.inc()
     log.warning(
         "user state of %d bytes cut to %d (recent items per domain kept: %d) to fit a changelog "
-        "record; at %s[%d]@%d",
+        "record; at %s",
         size,
         len(raw),
         keep,
-        m.topic,
-        m.partition,
-        m.offset,
+        m.where(),
     )
     return raw
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.diversity import list_similarity, mmr, mmr_batch
+from inference.diversity import list_similarity, mmr, mmr_batch, unit_rows
 
 
 def _reference(scores: np.ndarray, features: np.ndarray, k: int, diversity: float) -> list[int]:
@@ -48,7 +48,7 @@ def test_a_batch_picks_what_each_list_alone_would(diversity: float) -> None:
     for n in (30, 0, 1, 7, 30, 12):
         rows = rng.choice(50, size=n, replace=False)
         lists.append((rng.standard_normal(n), rows))
-    batch = mmr_batch(lists, features, 10, diversity)
+    batch = mmr_batch(lists, unit_rows(features), 10, diversity)
     assert batch == [mmr(s, features[r], 10, diversity) for s, r in lists]
     assert [len(p) for p in batch] == [10, 0, 1, 7, 10, 10]
 
