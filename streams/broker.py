@@ -26,6 +26,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def check_port_free(host: str, port: int) -> None:
+    """A ConfigError when something already listens on ``host:port``.
+
+    Checked before starting: the readiness probe only connects, so it would take whoever holds
+    the port for the new broker, which meanwhile exits on its failed bind.
+    """
+    with socket.socket() as s:
+        s.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as servers bind: TIME_WAIT is fine
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} on {host} is in use ({exc.strerror}): pick another with "
+                "--port / XREC_BROKER_PORT, or stop what holds it"
+            ) from exc
+
+
 def broker_binary() -> str:
     """Path of the Tansu binary, or a ConfigError that says how to get one."""
     try:
@@ -69,6 +88,8 @@ def start_broker(
     timeout_s: float = 20.0,
 ) -> LocalBroker:
     """Start Tansu on ``host:port`` and wait until it accepts TCP connections."""
+    if port:
+        check_port_free(host, port)
     port = port or free_port(host)
     url = f"tcp://{host}:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115

@@ -149,9 +149,20 @@ def demo(
     ] = 5,
     web_port: Annotated[int, typer.Option(envvar="WORKER_WEB_PORT")] = 6066,
     model_dir: Annotated[Path, typer.Option(envvar="MODEL_DIR")] = Path("models/all-MiniLM-L6-v2"),
-    bootstrap: Bootstrap = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap",
+            envvar="XREC_DEMO_BOOTSTRAP",
+            help="an existing broker to use instead of starting a local one (not read from "
+            "KAFKA_BOOTSTRAP, so a shell set up for a real cluster runs the demo locally)",
+        ),
+    ] = None,
 ) -> None:
-    """Everything on embedded defaults: local broker, worker, synthetic feed, live output."""
+    """Everything on embedded defaults: local broker, worker, synthetic feed, live output.
+
+    Ctrl-C stops the feed, the worker and the broker, in that order.
+    """
     from streams.demo import run_demo
 
     _logging("warning")
