@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TypeVar
 
@@ -32,11 +32,16 @@ class StoreCaller:
     """
 
     def __init__(
-        self, executor: Executor | None, max_backoff_s: float, first_backoff_s: float = 0.05
+        self,
+        executor: Executor | None,
+        max_backoff_s: float,
+        first_backoff_s: float = 0.05,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._executor = executor
         self._max = max_backoff_s
         self._first = first_backoff_s
+        self._sleep = sleep
         self.available = True
         STORE_AVAILABLE.set(1)  # healthy until a call fails, not "down" until the first call
 
@@ -60,7 +65,7 @@ class StoreCaller:
                     log.warning("vector store %s failed (%s); backing off", operation, exc)
                 self.available = False
                 STORE_AVAILABLE.set(0)
-                await asyncio.sleep(backoff)
+                await self._sleep(backoff)
                 backoff = min(self._max, backoff * 2)
                 continue
             STORE_SECONDS.labels(operation).observe(time.perf_counter() - start)

@@ -122,6 +122,8 @@ def test_user_recovery_counts_the_users_events_in_each_domain() -> None:
     rec = _user_recovery(stream, hits)
     assert rec["curve"] == [(0, 0.5), (1, 0.5), (2, 1.0)]
     assert rec["recovery_events"] == 2  # counted over both domains mixed it would say 1
+    # the counts behind the numbers, for pooling runs: [hits, events] before; [gap, hits, events]
+    assert rec["counts"] == {"pre": [2, 2], "curve": [[0, 1, 2], [1, 1, 2], [2, 2, 2]]}
 
 
 def test_one_lucky_bin_is_not_a_recovery_once_the_curve_is_smoothed() -> None:

@@ -132,6 +132,7 @@ def test_evaluation_runs_on_a_real_subset(small: Dataset, tmp_path) -> None:
     assert "| **system** |" in paths[1].read_text()
 
 
+@pytest.mark.data
 @needs_data
 def test_popularity_scorer_breaks_ties_per_user(small: Dataset) -> None:
     data = TrainData(small.train.sequences, small.catalogue.domains)

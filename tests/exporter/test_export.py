@@ -65,7 +65,7 @@ def test_manifest_fields(model_dir: Path) -> None:
 
 
 def test_graph_signature(model_dir: Path) -> None:
-    onnx = pytest.importorskip("onnx")
+    onnx = pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
     model = onnx.load(str(model_dir / "model.onnx"))
     assert any(o.domain in ("", "ai.onnx") and o.version == 17 for o in model.opset_import)
 

@@ -12,6 +12,7 @@ from tests.fixtures.model import require_export_extra
 # PyTorch differs by ~2e-7. Both together stay well inside these bounds.
 MAX_ABS_DIFF = 1e-5
 MIN_COSINE = 0.99999
+REPRODUCE_TOL = 5e-6
 
 
 def test_reference_file_is_small_and_complete() -> None:
@@ -41,4 +42,6 @@ def test_stored_reference_is_reproducible() -> None:
 
     ref = load_reference()
     fresh = compute_reference(default_source_dir(), tuple(ref["sentences"]))
-    assert np.abs(fresh - np.asarray(ref["vectors"])).max() <= 1e-6
+    # the stored values are rounded (~5e-7 of the difference here) and another CPU's fp32
+    # kernels add about as much again; a stale file differs by orders of magnitude more
+    assert np.abs(fresh - np.asarray(ref["vectors"])).max() <= REPRODUCE_TOL

@@ -2,7 +2,9 @@
 
 ``edge`` is Qdrant Edge (the embedded default); ``local`` is qdrant-client's local mode, which
 stands in for a Qdrant server here because no server can run on CI machines: it goes through
-the same ServerStore code as a server (URL set) does, minus the network.
+ServerStore's requests and answers as a server (URL set) does, minus the network, and minus
+what local mode cannot take: the keyword index on the domain field, the search parameters
+(ACORN, hnsw_ef), the API key and the timeout, none of which a test here exercises.
 """
 
 from __future__ import annotations

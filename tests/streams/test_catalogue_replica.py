@@ -202,7 +202,9 @@ def test_rewind_applies_each_items_latest_record_once(broker, tmp_path, unique) 
         task = asyncio.ensure_future(run.replica.run())
         try:
             await asyncio.wait_for(run.replica.caught_up.wait(), 30)
+            deadline = asyncio.get_running_loop().time() + 30
             while len(run.seen) < len(versions) + 1:
+                assert asyncio.get_running_loop().time() < deadline, f"saw {len(run.seen)}"
                 await asyncio.sleep(0.05)
             run.replica.rewind()
             deadline = asyncio.get_running_loop().time() + 30

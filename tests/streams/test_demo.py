@@ -149,3 +149,24 @@ def test_workers_started_for_a_broker_do_not_inherit_the_shells_connections(
     gone = {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
     gone |= {"KAFKA_SSL_CAFILE", "QDRANT_URL", "QDRANT_API_KEY"}
     assert not gone & set(env)
+
+
+def test_a_worker_metric_that_cannot_be_read_fails_instead_of_reading_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client import generate_latest
+
+    import tests.fixtures.worker as fixture
+    from streams.metrics import REGISTRY
+    from streams.settings import KafkaSettings
+
+    monkeypatch.setattr(fixture, "SCRAPE_RETRY_S", 0.5)
+    nobody = fixture.WorkerHandle(
+        KafkaSettings(), "app", free_port(), tmp_path, tmp_path, tmp_path / "log"
+    )
+    with pytest.raises(AssertionError, match="did not answer"):
+        nobody.metric("xrec_store_available")
+    text = generate_latest(REGISTRY).decode()
+    assert fixture.declares(text, "xrec_events_total")
+    assert fixture.declares(text, "xrec_stage_seconds_count")  # a histogram's sample
+    assert not fixture.declares(text, "xrec_store_availble")

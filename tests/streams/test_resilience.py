@@ -48,6 +48,21 @@ def test_retries_until_the_store_answers(on_thread: bool) -> None:
         assert thread == loop_thread  # inline: the engine holds the GIL anyway
 
 
+def test_backs_off_doubling_from_the_first_wait_up_to_the_cap() -> None:
+    # the waits themselves are recorded, not slept: a hot retry loop would hammer a store
+    # that is down (and log-spam), a wait that never grows would keep doing so
+    waits: list[float] = []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    calls, call = flaky(failures=7)
+    caller = StoreCaller(None, max_backoff_s=1.0, first_backoff_s=0.1, sleep=sleep)
+    value, _ = asyncio.run(caller("query_items", call, 1))
+    assert value == 2 and len(calls) == 8
+    assert waits == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
+
+
 @pytest.mark.parametrize("engine", ["edge", "local"])
 def test_the_worker_calls_qdrant_edge_inline_and_other_engines_on_a_thread(
     make_store: MakeStore, engine: str

@@ -109,7 +109,7 @@ def test_two_workers_split_users_and_each_holds_the_whole_catalogue(make_worker)
         b.stop()
 
 
-def test_with_a_shared_store_the_group_splits_the_catalogue(make_worker) -> None:
+def test_with_a_shared_store_the_catalogue_is_read_through_the_consumer_group(make_worker) -> None:
     """A store every worker shares (a Qdrant server; the embedded engine stands in for one
     here, see tests/fixtures/faulty_worker.py) is fed through the consumer group: the
     catalogue's offsets are committed by the group and no position is kept beside a store."""
