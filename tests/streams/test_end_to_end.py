@@ -15,6 +15,7 @@ from inference.interest_codec import loads
 from streams.deadletter import MAX_DEAD_LETTER_BYTES
 from streams.table_codec import from_table
 from synth.generator import SyntheticWorld, SynthUser
+from tests.fixtures.faulty_worker import FaultyWorkerHandle
 from tests.fixtures.topic_reader import read_topic
 from tests.fixtures.worker import WorkerHandle
 
@@ -183,27 +184,39 @@ def test_committed_offsets_never_run_ahead_of_the_changelog(make_worker) -> None
     """While a stream is processed, every committed event is already in the users changelog.
 
     A kill at any moment loses nothing only if this holds at every moment, so it is sampled
-    throughout (committed offsets first, then the changelog, which only grows). Faust commits
-    on a timer and its producer flush can return with changelog records still buffered, which
-    ``streams.changelog`` closes; this guards that ordering (it also passed without the module
-    in the runs tried: the buffer usually drains before the next commit).
+    throughout (committed offsets first, then the changelog, which only grows). The worker's
+    changelog records reach the broker 4 s after the table writes them (an injected slow
+    changelog, tests/fixtures/faulty_worker.py): longer than Faust's 2.8 s commit interval, so
+    a worker that acknowledged a batch before its changelog records were acknowledged would
+    be caught committing ahead (with a fast changelog, the buffer usually drains before the
+    next commit and sampling alone rarely sees it).
     """
     world, users = single_topic_world(seed=7)
-    events = events_for(world, users, per_user=30)
-    w = _serving(make_worker, world)
-    w.send(w.kafka.behaviour_topic, events, "user_id")
-    deadline = time.monotonic() + 180
+    events = events_for(world, users, per_user=6)
+    w = FaultyWorkerHandle.wrap(make_worker(), changelog_delay_s=4.0)
+    w.start()
+    w.send(w.kafka.catalogue_topic, world.catalogue(), "item_id")
+    w.wait_metric("xrec_events_total", len(world.items), outcome="upserted")
+    # in waves, so that commits fall while later batches' records are still held back
+    deadline = time.monotonic() + 240
     samples, ahead = 0, []
-    while True:
-        committed = w.committed(w.kafka.behaviour_topic)
+    for wave in range(0, len(events), len(events) // 4):
+        w.send(w.kafka.behaviour_topic, events[wave : wave + len(events) // 4], "user_id")
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            committed = w.committed(w.kafka.behaviour_topic)
+            applied = sum(s.events_applied for s in w.user_states().values())
+            samples += 1
+            if committed > applied:
+                ahead.append((committed, applied))
+            time.sleep(0.1)
+    while (committed := w.committed(w.kafka.behaviour_topic)) < len(events):
         applied = sum(s.events_applied for s in w.user_states().values())
         samples += 1
         if committed > applied:
             ahead.append((committed, applied))
-        if committed >= len(events):
-            break
         assert time.monotonic() < deadline, f"offsets never committed (log: {w.log_path})"
-        time.sleep(0.05)  # two consumers a pass: leave the worker its cores
+        time.sleep(0.1)
     w.stop(signal.SIGKILL)
     assert not ahead, f"commits ahead of the changelog in {len(ahead)}/{samples} samples: {ahead}"
     assert sum(s.events_applied for s in w.user_states().values()) == len(events)
