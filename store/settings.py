@@ -25,7 +25,10 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 class QdrantSettings(BaseSettings):
     """Where the vectors live and how they are indexed and queried."""
 
-    model_config = SettingsConfigDict(env_prefix="QDRANT_", extra="ignore")
+    # QDRANT_HNSW_EF=none asks for the engine's own default where a setting allows it
+    model_config = SettingsConfigDict(
+        env_prefix="QDRANT_", extra="ignore", env_parse_none_str="none"
+    )
 
     url: str | None = Field(
         None, description="Qdrant server URL (e.g. http://qdrant:6333); unset = embedded engine"
@@ -56,7 +59,7 @@ class QdrantSettings(BaseSettings):
     # (``python -m bench.store_probe`` at b5046f5, 256 queries a batch) ef 96 reaches recall@10
     # 0.907 at the cost of ef 64 (0.882) within noise, both about half the filtered layout's time.
     hnsw_ef: int | None = Field(
-        96, ge=1, description="HNSW search breadth; unset = the engine's default (ef_construct)"
+        96, ge=1, description="HNSW search breadth; none = the engine's default (ef_construct)"
     )
     acorn_max_selectivity: float = Field(
         0.6,
@@ -80,7 +83,7 @@ class QdrantSettings(BaseSettings):
         1000,
         ge=0,
         description="Qdrant Edge: KB of new item vectors (1.5 per 384-d item) searched exactly "
-        "until optimize() merges them into HNSW; unset = the engine's default (10,000)",
+        "until optimize() merges them into HNSW; none = the engine's default (10,000)",
     )
     optimize_on_idle: bool = Field(
         True,

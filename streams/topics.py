@@ -12,7 +12,7 @@ import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from inference.errors import ConfigError
 from streams.settings import KafkaSettings, WorkerSettings
@@ -40,7 +40,15 @@ async def ensure_topics(
 ) -> None:
     """Create missing topics; fail loudly when an existing one has the wrong partition count."""
     admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs(), request_timeout_ms=int(timeout_s * 1000))
-    await asyncio.wait_for(admin.start(), timeout_s)
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+    except (KafkaConnectionError, TimeoutError) as exc:
+        await admin.close()
+        # the first contact with the broker: the one place a wrong address shows as such
+        raise ConfigError(
+            f"KAFKA_BOOTSTRAP={kafka.bootstrap}: no broker answered ({exc}); start one "
+            "(`xrec broker` runs a local one) or point KAFKA_BOOTSTRAP / --bootstrap at yours"
+        ) from exc
     try:
         names = topic_names(kafka, worker)
         existing = set(await admin.list_topics())

@@ -38,6 +38,14 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "s3cret" not in repr(s)
 
 
+def test_none_asks_for_the_engines_own_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert QdrantSettings().hnsw_ef == 96  # ours, when unset
+    monkeypatch.setenv("QDRANT_HNSW_EF", "none")
+    monkeypatch.setenv("QDRANT_INDEXING_THRESHOLD_KB", "none")
+    s = QdrantSettings()
+    assert s.hnsw_ef is None and s.indexing_threshold_kb is None
+
+
 @pytest.mark.parametrize(
     ("kwargs", "names"),
     [

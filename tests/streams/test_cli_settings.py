@@ -34,6 +34,23 @@ def test_a_bad_setting_is_one_line_naming_its_variable(env: dict, expected: str)
     assert "Traceback" not in result.stderr
 
 
+def test_a_broker_that_does_not_answer_is_named_with_the_fix() -> None:
+    from streams.broker import free_port
+
+    nobody = f"127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [sys.executable, "-c", "from streams.cli import main; main()", "worker"],
+        env={**os.environ, "KAFKA_BOOTSTRAP": nobody},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after aiokafka's own connect errors
+    assert last.startswith(f"error: KAFKA_BOOTSTRAP={nobody}: no broker answered")
+    assert "Traceback" not in result.stderr
+
+
 def test_a_secret_is_not_echoed() -> None:
     from pydantic import ValidationError
 
