@@ -110,17 +110,74 @@ def produce(
     key_field: Annotated[
         str | None, typer.Option(envvar="XREC_KEY_FIELD", help="record field used as the key")
     ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            envvar="XREC_PRODUCE_RAW",
+            help="send each line's bytes unchanged, JSON or not (to see what the worker "
+            "dead-letters); keyed like the others where the line parses",
+        ),
+    ] = False,
     bootstrap: Bootstrap = None,
 ) -> None:
     """Replay a JSON Lines file into a topic (keyed by user_id / item_id by default)."""
     from streams.client import produce as send
+    from streams.client import read_jsonl, record_key
     from streams.settings import KafkaSettings
 
-    lines = sys.stdin if str(file) == "-" else file.open()
-    records = [json.loads(line) for line in lines if line.strip()]
-    key = key_field or ("user_id" if records and "user_id" in records[0] else "item_id")
-    n = asyncio.run(send(KafkaSettings(**_set({}, bootstrap=bootstrap)), topic, records, key))
+    if str(file) != "-" and not file.is_file():
+        raise ConfigError(f"{file}: no such file (FILE is a JSON Lines file, or - for stdin)")
+    kafka = KafkaSettings(**_set({}, bootstrap=bootstrap))
+    known = {
+        kafka.catalogue_topic,
+        kafka.behaviour_topic,
+        kafka.recommendations_topic,
+        kafka.deadletter_topic,
+    }
+    if topic not in known:  # a broker that creates topics on first use takes a typo silently
+        typer.echo(
+            f"note: {topic!r} is none of the worker's topics ({', '.join(sorted(known))})",
+            err=True,
+        )
+    with sys.stdin if str(file) == "-" else file.open() as lines:
+        records, parsed = read_jsonl(lines, str(file), raw)
+    key = key_field or ("user_id" if parsed and "user_id" in parsed[0] else "item_id")
+    keys = [record_key(p, key) for p in parsed] if raw else None
+    n = asyncio.run(send(kafka, topic, records, None if raw else key, keys=keys))
     typer.echo(f"sent {n} records to {topic}")
+
+
+@app.command()
+def consume(
+    topic: Annotated[str, typer.Argument(help="topic to read from its beginning")],
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", envvar="XREC_CONSUME_LIMIT", help="stop after N records"),
+    ] = None,
+    timeout_s: Annotated[
+        float,
+        typer.Option(envvar="XREC_CONSUME_TIMEOUT_S", help="stop after this long without one"),
+    ] = 5.0,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Print a topic's records as JSON Lines: key, value and headers (dead letters' reasons)."""
+    from streams.client import consume as read
+    from streams.client import readable
+    from streams.settings import KafkaSettings
+
+    kafka = KafkaSettings(**_set({}, bootstrap=bootstrap))
+
+    async def run() -> int:
+        n = 0
+        async for key, value, headers in read(kafka, topic, timeout_s=timeout_s):
+            typer.echo(json.dumps(readable(key, value, headers), ensure_ascii=False))
+            n += 1
+            if limit is not None and n >= limit:
+                break
+        return n
+
+    n = asyncio.run(run())
+    typer.echo(f"read {n} records from {topic}", err=True)
 
 
 @app.command()

@@ -172,7 +172,7 @@ class Recommendation:
 
 
 def _load(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:
-    if raw is None:
+    if raw is None or len(raw) == 0:  # a tombstone, or a zero-length value
         raise InvalidEventError("empty", "the message has no value")
     if len(raw) > max_bytes:
         raise InvalidEventError("oversize", f"{len(raw)} bytes > limit {max_bytes}")

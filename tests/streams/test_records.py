@@ -45,6 +45,7 @@ def test_valid_behaviour_event_parses() -> None:
         (b"\xff\xfe\x00garbage", "unparseable"),
         (b"[1, 2]", "schema"),
         (None, "empty"),
+        (b"", "empty"),
         (raw(action="teleport"), "unknown_action"),
         (raw(user_id=None), "schema"),
         (raw(event_time="yesterday"), "schema"),
