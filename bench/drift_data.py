@@ -51,11 +51,18 @@ def linked_world(dataset: Dataset, bundle: ModelBundle, seed: int, groups: int =
     return LinkedWorld(sources, targets, np.array(taste), SOURCE, TARGET, groups=groups, seed=seed)
 
 
+def train_bundle(
+    data: Path | None, model_dir: Path = DEFAULT_MODEL_DIR
+) -> tuple[Dataset, ModelBundle]:
+    """Load the dataset, encode titles (cached) and fit the bundle on train."""
+    dataset = load_dataset(data)
+    text, text_model = title_vectors(dataset, model_dir)
+    return dataset, fit_train_bundle(dataset, text, text_model)
+
+
 def food_kitchen(
     data: Path | None, seed: int, model_dir: Path = DEFAULT_MODEL_DIR
 ) -> tuple[LinkedWorld, ModelBundle]:
-    """Load the dataset, encode titles (cached), fit on train, build the linked world."""
-    dataset = load_dataset(data)
-    text, text_model = title_vectors(dataset, model_dir)
-    bundle = fit_train_bundle(dataset, text, text_model)
+    """The trained bundle and the linked world of ``seed``."""
+    dataset, bundle = train_bundle(data, model_dir)
     return linked_world(dataset, bundle, seed), bundle

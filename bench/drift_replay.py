@@ -234,15 +234,24 @@ def _user_recovery(stream: DriftStream, hits: list[tuple[int, str, bool]]) -> di
     level = float(np.mean(pre)) if pre else 0.0
     curve = [(g, float(np.mean(per_gap[g]))) for g in sorted(per_gap)]
     back = next((g for g, r in curve if r >= RECOVERED * level), None)
-    return {"pre_level": level, "recovery_events": back, "curve": curve}
+    # hits and evaluated events behind each number, so runs can be pooled exactly
+    counts = {
+        "pre": [int(sum(pre)), len(pre)],
+        "curve": [[g, int(sum(per_gap[g])), len(per_gap[g])] for g in sorted(per_gap)],
+    }
+    return {"pre_level": level, "recovery_events": back, "curve": curve, "counts": counts}
 
 
 def _wilson(hits: list[bool]) -> list[float]:
     """Recall with its 95% Wilson interval: [recall, low, high] (how much noise a bin holds)."""
-    n = len(hits)
+    return wilson_from_counts(int(sum(hits)), len(hits))
+
+
+def wilson_from_counts(hits: int, n: int) -> list[float]:
+    """[recall, low, high] of ``hits`` in ``n`` evaluated events (95% Wilson interval)."""
     if n == 0:
         return []
-    p, z = float(np.mean(hits)), 1.96
+    p, z = hits / n, 1.96
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return [round(p, 4), round(centre - half, 4), round(centre + half, 4)]
@@ -320,6 +329,7 @@ def run_scenario(
                     "recovery_events": u["recovery_events"],
                     "recovery_unit": "the user's own events in the domain since their switch",
                     "curve": [(g, round(r, 4)) for g, r in u["curve"]],
+                    "curve_hits": u["counts"],
                     "switch_separability": evidence,
                     **alarms_before_switch(stream, [a.event for a in res["user_alarms"]]),
                     "divergence_at_user_detections": divergence_at_detections(
