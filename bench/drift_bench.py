@@ -139,7 +139,8 @@ def run(
     ] = 6_000,
     seed: Annotated[int, typer.Option(envvar="XREC_DRIFT_SEED", help="world seed")] = 0,
     scenarios: Annotated[
-        list[Scenario] | None, typer.Option(help="scenarios to run (default: all)")
+        list[Scenario] | None,
+        typer.Option(envvar="XREC_DRIFT_SCENARIOS", help="scenarios to run (default: all)"),
     ] = None,
     datas: Annotated[
         list[Data] | None,

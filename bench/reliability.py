@@ -444,14 +444,36 @@ def poison(workers: _Workers, users: int, per_user: int) -> dict:
 
 @app.command()
 def run(
-    out: Annotated[Path, typer.Option(help="where to write the figures")] = DEFAULT_OUT,
-    model_dir: Annotated[Path | None, typer.Option(help="exported model bundle")] = None,
-    fuzz_examples: Annotated[int, typer.Option(help="hypothesis examples per processor")] = 150,
-    worker_fuzz_examples: Annotated[int, typer.Option(help="generated streams sent raw")] = 20,
-    kill_rounds: Annotated[int, typer.Option(help="SIGKILL + restart rounds")] = 5,
-    outage_s: Annotated[float, typer.Option(help="vector-store outage length")] = 8.0,
-    users: Annotated[int, typer.Option(help="users in the fault scenarios")] = 16,
-    events_per_user: Annotated[int, typer.Option(help="events per user in them")] = 12,
+    out: Annotated[
+        Path, typer.Option(envvar="XREC_RELIABILITY_OUT", help="where to write the figures")
+    ] = DEFAULT_OUT,
+    model_dir: Annotated[
+        Path | None, typer.Option(envvar="MODEL_DIR", help="exported model bundle")
+    ] = None,
+    fuzz_examples: Annotated[
+        int,
+        typer.Option(
+            envvar="XREC_RELIABILITY_FUZZ_EXAMPLES", help="hypothesis examples per processor"
+        ),
+    ] = 150,
+    worker_fuzz_examples: Annotated[
+        int,
+        typer.Option(
+            envvar="XREC_RELIABILITY_WORKER_FUZZ_EXAMPLES", help="generated streams sent raw"
+        ),
+    ] = 20,
+    kill_rounds: Annotated[
+        int, typer.Option(envvar="XREC_RELIABILITY_KILL_ROUNDS", help="SIGKILL + restart rounds")
+    ] = 5,
+    outage_s: Annotated[
+        float, typer.Option(envvar="XREC_RELIABILITY_OUTAGE_S", help="vector-store outage length")
+    ] = 8.0,
+    users: Annotated[
+        int, typer.Option(envvar="XREC_RELIABILITY_USERS", help="users in the fault scenarios")
+    ] = 16,
+    events_per_user: Annotated[
+        int, typer.Option(envvar="XREC_RELIABILITY_EVENTS_PER_USER", help="events per user in them")
+    ] = 12,
 ) -> None:
     """Run every scenario and write the figures to ``out`` (JSON)."""
     from streams.broker import start_broker

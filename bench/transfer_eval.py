@@ -197,15 +197,25 @@ def evaluate(
     model_dir: Annotated[
         Path, typer.Option(envvar="MODEL_DIR", help="exported text encoder")
     ] = DEFAULT_MODEL_DIR,
-    out: Annotated[Path, typer.Option(help="folder for the result files")] = RESULTS_DIR,
+    out: Annotated[
+        Path, typer.Option(envvar="XREC_TRANSFER_OUT", help="folder for the result files")
+    ] = RESULTS_DIR,
     bundle_out: Annotated[
-        Path | None, typer.Option(help="write the fitted bundle here")
+        Path | None,
+        typer.Option(envvar="XREC_TRANSFER_BUNDLE_OUT", help="write the fitted bundle here"),
     ] = DEFAULT_CACHE_DIR / "bundle",
-    no_tune: Annotated[bool, typer.Option("--no-tune", help="skip tuning on valid")] = False,
-    no_cold: Annotated[
-        bool, typer.Option("--no-cold", help="skip the item cold-start refits")
+    no_tune: Annotated[
+        bool, typer.Option("--no-tune", envvar="XREC_TRANSFER_NO_TUNE", help="skip tuning on valid")
     ] = False,
-    seed: Annotated[int, typer.Option(help="seed of sampling and hiding")] = 0,
+    no_cold: Annotated[
+        bool,
+        typer.Option(
+            "--no-cold", envvar="XREC_TRANSFER_NO_COLD", help="skip the item cold-start refits"
+        ),
+    ] = False,
+    seed: Annotated[
+        int, typer.Option(envvar="XREC_TRANSFER_SEED", help="seed of sampling and hiding")
+    ] = 0,
 ) -> None:
     """Fit, tune on valid, score system and baselines on valid and test, write the results."""
     from bench.transfer_data import load_dataset, title_vectors

@@ -78,6 +78,9 @@ class EdgeStore:
         self._search = search_params(settings)
         self._closed = False
 
+    def __repr__(self) -> str:
+        return f"Qdrant Edge (embedded) at {self._root}"
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def _check_open(self) -> None:

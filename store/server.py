@@ -77,6 +77,11 @@ class ServerStore:
                     timeout=math.ceil(settings.timeout_s),
                 )
 
+    def __repr__(self) -> str:
+        if self._local:
+            return f"qdrant-client local mode at {self.local_dir}"
+        return f"Qdrant server at {self._settings.url}"  # the key stays in the settings
+
     @property
     def client(self) -> QdrantClient:
         """The live client (raises StoreError once closed)."""

@@ -6,7 +6,6 @@ to the environment, then to the settings' defaults.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -20,16 +19,19 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
 from inference.errors import ConfigError, RecommenderError
+from inference.model_settings import ModelSettings
+from store.settings import QdrantSettings
+from streams.cli_tools import Bootstrap, consume, health, produce
+from streams.settings import KafkaSettings, WorkerSettings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Streaming cross-domain recommender."
 )
 
-Bootstrap = Annotated[
-    str | None,
-    typer.Option("--bootstrap", envvar="KAFKA_BOOTSTRAP", help="Kafka bootstrap host:port"),
+LogLevel = Annotated[
+    str,
+    typer.Option("--log-level", envvar="XREC_LOG_LEVEL", help="debug, info, warning or error"),
 ]
-LogLevel = Annotated[str, typer.Option("--log-level", envvar="XREC_LOG_LEVEL")]
 
 
 def _set(d: dict[str, Any], **kv: Any) -> dict[str, Any]:
@@ -48,30 +50,46 @@ def _logging(level: str) -> None:
     )
 
 
+def _about(settings: type, field: str) -> str:
+    """A flag's help: the description of the settings field it sets (one source for both)."""
+    return str(settings.model_fields[field].description)
+
+
 @app.command()
 def worker(
     bootstrap: Bootstrap = None,
-    app_id: Annotated[str | None, typer.Option(envvar="WORKER_APP_ID")] = None,
-    web_port: Annotated[int | None, typer.Option(envvar="WORKER_WEB_PORT")] = None,
-    table_store: Annotated[str | None, typer.Option(envvar="WORKER_TABLE_STORE")] = None,
+    app_id: Annotated[
+        str | None, typer.Option(envvar="WORKER_APP_ID", help=_about(WorkerSettings, "app_id"))
+    ] = None,
+    web_port: Annotated[
+        int | None,
+        typer.Option(envvar="WORKER_WEB_PORT", help=_about(WorkerSettings, "web_port")),
+    ] = None,
+    table_store: Annotated[
+        str | None,
+        typer.Option(envvar="WORKER_TABLE_STORE", help=_about(WorkerSettings, "table_store")),
+    ] = None,
     bundle_dir: Annotated[
         Path | None,
         typer.Option(
             envvar="WORKER_BUNDLE_DIR", help="fitted bundle (xrec eval-transfer --bundle-out)"
         ),
     ] = None,
-    model_dir: Annotated[Path | None, typer.Option(envvar="MODEL_DIR")] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(envvar="MODEL_DIR", help=_about(ModelSettings, "dir"))
+    ] = None,
     provider: Annotated[
         str | None, typer.Option(envvar="MODEL_PROVIDER", help="auto, cuda or cpu")
     ] = None,
-    qdrant_url: Annotated[str | None, typer.Option(envvar="QDRANT_URL")] = None,
-    qdrant_path: Annotated[Path | None, typer.Option(envvar="QDRANT_PATH")] = None,
+    qdrant_url: Annotated[
+        str | None, typer.Option(envvar="QDRANT_URL", help=_about(QdrantSettings, "url"))
+    ] = None,
+    qdrant_path: Annotated[
+        Path | None, typer.Option(envvar="QDRANT_PATH", help=_about(QdrantSettings, "path"))
+    ] = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Run a worker: consume catalogue and behaviour events, publish recommendations."""
-    from inference.model_settings import ModelSettings
-    from store.settings import QdrantSettings
-    from streams.settings import KafkaSettings, WorkerSettings
     from streams.worker import run_worker
 
     _logging(log_level)
@@ -103,81 +121,8 @@ def broker(
         b.stop()
 
 
-@app.command()
-def produce(
-    topic: Annotated[str, typer.Argument(help="topic to write to")],
-    file: Annotated[Path, typer.Argument(help="JSON Lines file, one record per line; - = stdin")],
-    key_field: Annotated[
-        str | None, typer.Option(envvar="XREC_KEY_FIELD", help="record field used as the key")
-    ] = None,
-    raw: Annotated[
-        bool,
-        typer.Option(
-            envvar="XREC_PRODUCE_RAW",
-            help="send each line's bytes unchanged, JSON or not (to see what the worker "
-            "dead-letters); keyed like the others where the line parses",
-        ),
-    ] = False,
-    bootstrap: Bootstrap = None,
-) -> None:
-    """Replay a JSON Lines file into a topic (keyed by user_id / item_id by default)."""
-    from streams.client import produce as send
-    from streams.client import read_jsonl, record_key
-    from streams.settings import KafkaSettings
-
-    if str(file) != "-" and not file.is_file():
-        raise ConfigError(f"{file}: no such file (FILE is a JSON Lines file, or - for stdin)")
-    kafka = KafkaSettings(**_set({}, bootstrap=bootstrap))
-    known = {
-        kafka.catalogue_topic,
-        kafka.behaviour_topic,
-        kafka.recommendations_topic,
-        kafka.deadletter_topic,
-    }
-    if topic not in known:  # a broker that creates topics on first use takes a typo silently
-        typer.echo(
-            f"note: {topic!r} is none of the worker's topics ({', '.join(sorted(known))})",
-            err=True,
-        )
-    with sys.stdin if str(file) == "-" else file.open() as lines:
-        records, parsed = read_jsonl(lines, str(file), raw)
-    key = key_field or ("user_id" if parsed and "user_id" in parsed[0] else "item_id")
-    keys = [record_key(p, key) for p in parsed] if raw else None
-    n = asyncio.run(send(kafka, topic, records, None if raw else key, keys=keys))
-    typer.echo(f"sent {n} records to {topic}")
-
-
-@app.command()
-def consume(
-    topic: Annotated[str, typer.Argument(help="topic to read from its beginning")],
-    limit: Annotated[
-        int | None,
-        typer.Option("--limit", "-n", envvar="XREC_CONSUME_LIMIT", help="stop after N records"),
-    ] = None,
-    timeout_s: Annotated[
-        float,
-        typer.Option(envvar="XREC_CONSUME_TIMEOUT_S", help="stop after this long without one"),
-    ] = 5.0,
-    bootstrap: Bootstrap = None,
-) -> None:
-    """Print a topic's records as JSON Lines: key, value and headers (dead letters' reasons)."""
-    from streams.client import consume as read
-    from streams.client import readable
-    from streams.settings import KafkaSettings
-
-    kafka = KafkaSettings(**_set({}, bootstrap=bootstrap))
-
-    async def run() -> int:
-        n = 0
-        async for key, value, headers in read(kafka, topic, timeout_s=timeout_s):
-            typer.echo(json.dumps(readable(key, value, headers), ensure_ascii=False))
-            n += 1
-            if limit is not None and n >= limit:
-                break
-        return n
-
-    n = asyncio.run(run())
-    typer.echo(f"read {n} records from {topic}", err=True)
+for _tool in (produce, consume, health):
+    app.command()(_tool)
 
 
 @app.command()

@@ -5,6 +5,7 @@ trips, batching, counts and domains, persistence across close and reopen."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,3 +294,11 @@ def test_usable_from_another_thread(make_store: MakeStore, engine: Engine) -> No
         pool.submit(store.upsert_items, _items(10, ("food",))).result()
         hits = pool.submit(store.query_items, ItemQuery(np.ones(DIM), "food", 3)).result()
     assert len(hits) == 3
+
+
+def test_a_store_names_its_engine_and_where_it_keeps_data(
+    make_store: MakeStore, engine: Engine, tmp_path: Path
+) -> None:
+    store = make_store(engine)  # logged at start: "store <...object at 0x7f...>" told nothing
+    expected = {"edge": "Qdrant Edge (embedded) at ", "local": "qdrant-client local mode at "}
+    assert repr(store).startswith(expected[engine]) and str(tmp_path) in repr(store)

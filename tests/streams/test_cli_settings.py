@@ -69,3 +69,25 @@ def test_target_domains_take_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> No
     assert WorkerSettings().target_domains == ["food", "kitchen"]
     monkeypatch.setenv("WORKER_TARGET_DOMAINS", '["food"]')
     assert WorkerSettings().target_domains == ["food"]
+
+
+def test_every_flag_of_every_command_has_an_environment_twin() -> None:
+    import typer
+
+    from streams.cli import _mount_optional, app
+
+    _mount_optional()
+
+    def untwinned(command: object, path: str) -> list[str]:
+        out = [
+            f"{path} {p.opts[0]}"
+            for p in command.params  # type: ignore[attr-defined]
+            if type(p).__name__ == "TyperOption" and p.name != "help" and not p.envvar
+        ]
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            out += untwinned(sub, f"{path} {name}")
+        return out
+
+    root = typer.main.get_command(app)
+    assert len(getattr(root, "commands", {})) >= 10  # the optional commands were mounted
+    assert untwinned(root, "xrec") == []

@@ -10,6 +10,8 @@ SIGKILL mid-stream is covered by tests/streams/test_end_to_end.py and repeated, 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -44,6 +46,16 @@ def http_get(port: int, path: str) -> tuple[int, dict]:
 def world_and_events(per_user: int, users: int = 12) -> tuple[SyntheticWorld, list[dict]]:
     world = SyntheticWorld(items_per_topic_domain=4, users=users, seed=21)
     return world, list(world.events(per_user=per_user, start_time=time.time() - 3600))
+
+
+def xrec_health(port: int) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from streams.cli import main; main()", "health"]
+    return subprocess.run(
+        [*command, "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def applied_per_user(events: list[dict]) -> dict[str, int]:
@@ -84,6 +96,9 @@ def test_store_outage_backs_off_keeps_its_place_and_catches_up(make_worker, tmp_
             assert w.metric("xrec_store_available") == 0
             time.sleep(0.5)
         assert w.metric("xrec_store_errors_total") > errors_at_start  # it keeps retrying
+        # what an operator runs (`docker compose exec worker xrec health`): the reason, exit 1
+        health = xrec_health(w.web_port)
+        assert health.returncode == 1 and '"degraded"' in health.stdout, health
         assert w.metric("xrec_events_total", outcome="applied") == applied_at_start
         assert w.metric("xrec_dead_letters_total") == 0
         assert w.proc is not None and w.proc.poll() is None
@@ -94,6 +109,7 @@ def test_store_outage_backs_off_keeps_its_place_and_catches_up(make_worker, tmp_
         w.wait_metric("xrec_events_total", len(world.items) + 3, outcome="upserted", timeout_s=30)
         caught_up_s = time.monotonic() - back
         wait_for(lambda: http_get(w.web_port, "/healthz")[0] == 200, 10, "healthy again")
+        assert xrec_health(w.web_port).returncode == 0
 
         states = settled_user_states(w.kafka, w.app_id, len(events))
         assert {u: s.events_applied for u, s in states.items()} == applied_per_user(events)
