@@ -91,3 +91,24 @@ def test_every_flag_of_every_command_has_an_environment_twin() -> None:
     root = typer.main.get_command(app)
     assert len(getattr(root, "commands", {})) >= 10  # the optional commands were mounted
     assert untwinned(root, "xrec") == []
+
+
+def test_a_worker_process_does_not_import_the_benchmarks() -> None:
+    # the optional commands are listed by name, and imported only when named
+    code = (
+        "import sys; sys.argv = ['xrec', 'worker', '--help']\n"
+        "from streams.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('bench', 'scipy', 'matplotlib'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
+    listing = subprocess.run(
+        [sys.executable, "-c", "from streams.cli import main; main()", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "bench-drift" in listing.stdout and "eval-transfer" in listing.stdout
