@@ -136,7 +136,8 @@ def schemas() -> None:
 
 @app.command()
 def config() -> None:
-    """Print every setting: its environment variable, default and meaning (Markdown)."""
+    """Print every worker setting: environment variable, default, meaning (Markdown); each
+    command's own options show their environment twins in its --help."""
     from streams.config_doc import markdown
 
     typer.echo(markdown())

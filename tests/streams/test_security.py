@@ -20,6 +20,7 @@ from inference.errors import ConfigError, InvalidEventError
 from store.factory import describe
 from store.settings import QdrantSettings
 from streams.app import _credentials
+from streams.demo import start_worker_process
 from streams.records import parse_behaviour, parse_catalogue
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
 from streams.web import PATHS
@@ -285,4 +286,39 @@ def test_worker_serves_only_metrics_and_healthz_and_logs_no_secret(make_worker) 
     w.stop()
     log = w.log_path.read_text(errors="replace")
     assert "DEBUG" in log  # debug logging was on
+    assert SECRET not in log
+
+
+@pytest.mark.broker
+def test_a_worker_using_sasl_logs_no_secret_even_when_the_broker_refuses_it(
+    make_worker,
+) -> None:
+    """The path where the password is used: SASL_PLAINTEXT with debug logging, against the
+    local broker, which speaks plaintext only (so the handshake fails and the worker stops,
+    saying which setting). Neither the log nor the error holds the password."""
+    w = make_worker()
+    w.extra_env = {
+        **w.extra_env,
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_USERNAME": "svc-xrec",
+        "KAFKA_SASL_PASSWORD": SECRET,
+        "XREC_LOG_LEVEL": "debug",
+    }
+    # started without waiting for its web port: it stops before serving
+    w.proc = start_worker_process(
+        w.kafka.bootstrap,
+        web_port=w.web_port,
+        model_dir=w.model_dir,
+        qdrant_path=w.qdrant_path,
+        app_id=w.app_id,
+        log_path=w.log_path,
+        extra_env=w.env(),
+    )
+    try:
+        code = w.proc.wait(timeout=120)
+    finally:
+        w.stop()
+    log = w.log_path.read_text(errors="replace")
+    assert code == 2, log[-3000:]
+    assert "DEBUG" in log and "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in log.splitlines()[-1]
     assert SECRET not in log
