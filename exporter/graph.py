@@ -54,7 +54,9 @@ def load_model(source: SourceModel) -> torch.nn.Module:
     """Load the source folder with transformers, offline, in eval mode."""
     os.environ["HF_HUB_OFFLINE"] = "1"  # never reach a model hub, whatever the folder says
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar in the demo's first lines
     try:
         # eager attention: the sdpa path traces to a graph the onnxruntime transformer
         # optimiser cannot fuse into its Attention op, which the fp16 GPU graph relies on
