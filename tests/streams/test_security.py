@@ -20,7 +20,6 @@ from inference.errors import ConfigError, InvalidEventError
 from store.factory import describe
 from store.settings import QdrantSettings
 from streams.app import _credentials
-from streams.demo import start_worker_process
 from streams.records import parse_behaviour, parse_catalogue
 from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
 from streams.web import PATHS
@@ -304,16 +303,8 @@ def test_a_worker_using_sasl_logs_no_secret_even_when_the_broker_refuses_it(
         "KAFKA_SASL_PASSWORD": SECRET,
         "XREC_LOG_LEVEL": "debug",
     }
-    # started without waiting for its web port: it stops before serving
-    w.proc = start_worker_process(
-        w.kafka.bootstrap,
-        web_port=w.web_port,
-        model_dir=w.model_dir,
-        qdrant_path=w.qdrant_path,
-        app_id=w.app_id,
-        log_path=w.log_path,
-        extra_env=w.env(),
-    )
+    w.start(wait=False)  # it stops before it would serve
+    assert w.proc is not None
     try:
         code = w.proc.wait(timeout=120)
     finally:
