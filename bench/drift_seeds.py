@@ -12,7 +12,7 @@ point with its 95% interval, and the recovery read on the pooled curve by the sa
 (the first point at 90% of the pre-switch level).
 
 ``python -m bench.drift_seeds --data food-kitchen --seeds 0 1 2 3 4 5 6 7 --out
-bench/results/drift-seeds.json``
+bench/results/drift-seeds-food-kitchen.json`` (likewise ``--data synthetic``)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.report import cpu_seconds, emit_probe
 from streams.broker import free_port, start_broker
-from streams.demo import scrape, start_worker_process, wait_for
+from streams.processes import scrape, start_worker_process, wait_for
 
 
 def idle_cores(

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.kafka_probe import LagProbe
 from bench.report import cpu_seconds, percentile_ms
 from bench.workload import Workload
-from streams.demo import metric_sum, scrape
+from streams.processes import metric_sum, scrape
 from streams.settings import KafkaSettings
 
 TICK_S = 0.005  # the producer sends rate x 5 ms events per burst

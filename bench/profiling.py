@@ -17,7 +17,7 @@ import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from streams.demo import metric_sum
+from streams.processes import metric_sum
 
 _STAGE = re.compile(r'^xrec_stage_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)$')
 

@@ -101,7 +101,7 @@ def stream_hits(
     """Replay through broker + worker; event id -> hit from the published recommendations."""
     from streams.broker import free_port, start_broker
     from streams.client import consume, produce
-    from streams.demo import scrape, start_worker_process, wait_for, wait_metric
+    from streams.processes import scrape, start_worker_process, wait_for, wait_metric
     from streams.settings import KafkaSettings, WorkerSettings
     from streams.topics import ensure_topics
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.report import rss_bytes
 from streams.broker import free_port
-from streams.demo import scrape, start_worker_process, wait_for, wait_metric
+from streams.processes import scrape, start_worker_process, wait_for, wait_metric
 
 
 @dataclass

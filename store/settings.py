@@ -25,7 +25,7 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 class QdrantSettings(BaseSettings):
     """Where the vectors live and how they are indexed and queried."""
 
-    # QDRANT_HNSW_EF=none asks for the engine's own default where a setting allows it
+    # QDRANT_HNSW_EF=none (lower case) asks for the engine's own default where one allows it
     model_config = SettingsConfigDict(
         env_prefix="QDRANT_", extra="ignore", env_parse_none_str="none"
     )

@@ -33,9 +33,8 @@ def check_port_free(host: str, port: int) -> None:
     the port for the new broker, which meanwhile exits on its failed bind.
     """
     with socket.socket() as s:
-        s.setsockopt(
-            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-        )  # as servers bind: TIME_WAIT is fine
+        # as servers bind: a port left in TIME_WAIT by a stopped broker is free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
@@ -86,8 +85,13 @@ def start_broker(
     host: str = "127.0.0.1",
     log_path: Path | None = None,
     timeout_s: float = 20.0,
+    own_session: bool = False,
 ) -> LocalBroker:
-    """Start Tansu on ``host:port`` and wait until it accepts TCP connections."""
+    """Start Tansu on ``host:port`` and wait until it accepts TCP connections.
+
+    ``own_session``: outside the caller's process group, so that a terminal's Ctrl-C leaves
+    it to the caller to stop (after the clients that use it).
+    """
     if port:
         check_port_free(host, port)
     port = port or free_port(host)
@@ -106,6 +110,7 @@ def start_broker(
         ],
         stdout=out,
         stderr=subprocess.STDOUT,
+        start_new_session=own_session,
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

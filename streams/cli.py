@@ -1,4 +1,5 @@
-"""The ``xrec`` command: worker, local broker, demo, produce, schemas, export, evaluation.
+"""The ``xrec`` command: worker, local broker, demo, produce/consume/health, schemas, config,
+and (imported only when named) export, evaluation and the benchmarks.
 
 Every flag has an environment-variable twin (shown in ``--help``); flags left unset fall back
 to the environment, then to the settings' defaults.
@@ -180,33 +181,53 @@ def demo(
     )
 
 
-# Sub-apps that live outside streams/; a missing optional extra only hides its commands.
+# Sub-apps that live outside streams/, with the extra each needs beyond the worker's packages.
 _SUBCOMMANDS = [
-    ("exporter.cli", "model", "Export and validate the ONNX encoder (export extra)."),
-    ("bench.transfer_eval", "eval-transfer", "Fit and score cross-domain transfer on real data."),
-    ("bench.transfer_stream", "replay-transfer", "Prequential replay through the pipeline."),
-    ("bench.stream_bench", "bench-stream", "Throughput and latency of broker + worker."),
-    ("bench.encoder_bench", "bench-encoder", "Encoder texts/s per backend, batch and length."),
-    ("bench.memory_bench", "bench-memory", "Resident memory per user in state."),
-    ("bench.reliability", "reliability", "Fault injection and fuzzing figures."),
-    ("bench.drift_bench", "bench-drift", "Drift scenarios, adaptive vs static."),
+    ("exporter.cli", "model", "export", "Export and validate the ONNX encoder (export extra)."),
+    (
+        "bench.transfer_eval",
+        "eval-transfer",
+        "bench",
+        "Fit and score cross-domain transfer on real data.",
+    ),
+    (
+        "bench.transfer_stream",
+        "replay-transfer",
+        "bench",
+        "Prequential replay through the pipeline.",
+    ),
+    ("bench.stream_bench", "bench-stream", "bench", "Throughput and latency of broker + worker."),
+    (
+        "bench.encoder_bench",
+        "bench-encoder",
+        "bench",
+        "Encoder texts/s per backend, batch and length.",
+    ),
+    ("bench.memory_bench", "bench-memory", "bench", "Resident memory per user in state."),
+    ("bench.reliability", "reliability", "bench", "Fault injection and fuzzing figures."),
+    ("bench.drift_bench", "bench-drift", "bench,drift", "Drift scenarios, adaptive vs static."),
 ]
 
 
 def _mount_optional(wanted: Container[str] | None = None) -> None:
     """Mount the optional commands: those ``wanted`` (all: None) imported, the others listed
     by name and help only, so that ``xrec worker`` does not import scipy and the benchmarks
-    (1.2 s and ~55 MB more in every process)."""
+    (the worker's modules took 1.1 s and 62 MiB more with them: README, Memory)."""
     import importlib
 
-    for module, name, help_text in _SUBCOMMANDS:
+    for module, name, extra, help_text in _SUBCOMMANDS:
         if wanted is not None and name not in wanted:
             app.add_typer(typer.Typer(help=help_text), name=name, help=help_text)
             continue
         try:
             sub = importlib.import_module(module).app
-        except ImportError:
-            continue
+        except ImportError as exc:
+            if wanted is None:  # listing everything: the command is just not there
+                continue
+            raise ConfigError(
+                f"xrec {name} needs the {extra} extra ({exc.name or exc} is missing): "
+                f"pip install -e '.[{extra}]'"
+            ) from exc
         app.add_typer(sub, name=name, help=help_text)
 
 
@@ -215,8 +236,8 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C, so the commands' finally blocks stop the broker and worker
     # processes they started (the worker installs Faust's own handlers over this one).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    _mount_optional(set(sys.argv[1:2]))  # the command named, if it is one of them
     try:
+        _mount_optional(set(sys.argv[1:2]))  # the command named, if it is one of them
         app()
     except RecommenderError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,7 +45,6 @@ def produce(
 ) -> None:
     """Replay a JSON Lines file into a topic (keyed by user_id / item_id by default)."""
     from streams.client import produce as send
-    from streams.client import read_jsonl, record_key
 
     if str(file) != "-" and not file.is_file():
         raise ConfigError(f"{file}: no such file (FILE is a JSON Lines file, or - for stdin)")
@@ -60,9 +60,9 @@ def produce(
             f"note: {topic!r} is none of the worker's topics ({', '.join(sorted(known))})",
             err=True,
         )
-    with sys.stdin if str(file) == "-" else file.open() as lines:
+    with sys.stdin.buffer if str(file) == "-" else file.open("rb") as lines:
         records, parsed = read_jsonl(lines, str(file), raw)
-    key = key_field or ("user_id" if parsed and "user_id" in parsed[0] else "item_id")
+    key = key_field or default_key(topic, kafka, parsed)
     keys = [record_key(p, key) for p in parsed] if raw else None
     n = asyncio.run(send(kafka, topic, records, None if raw else key, keys=keys))
     typer.echo(f"sent {n} records to {topic}")
@@ -82,7 +82,6 @@ def consume(
 ) -> None:
     """Print a topic's records as JSON Lines: key, value and headers (dead letters' reasons)."""
     from streams.client import consume as read
-    from streams.client import readable
 
     kafka = _kafka(bootstrap)
 
@@ -123,3 +122,63 @@ def health(
         ) from exc
     typer.echo(body.decode(errors="replace"))
     raise typer.Exit(0 if ok else 1)
+
+
+def read_jsonl(
+    lines: Iterable[bytes], name: str, raw: bool
+) -> tuple[list[dict | bytes], list[dict]]:
+    """The records to send and, per record, what parsed as a JSON object ({} else).
+
+    Read as bytes: ``raw`` sends each line's bytes as they are, invalid UTF-8 included.
+    """
+    records: list[dict | bytes] = []
+    parsed: list[dict] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)  # bytes: bad UTF-8 is a ValueError too
+        except ValueError as exc:
+            if not raw:
+                raise ConfigError(
+                    f"{name}:{n}: not JSON ({exc}); fix the line, or send lines as they are "
+                    "with --raw"
+                ) from exc
+            doc = None
+        if raw:
+            records.append(line.rstrip(b"\r\n"))
+        elif not isinstance(doc, dict):
+            raise ConfigError(f"{name}:{n}: a record is a JSON object; use --raw to send it")
+        else:
+            records.append(doc)
+        parsed.append(doc if isinstance(doc, dict) else {})
+    return records, parsed
+
+
+def default_key(topic: str, kafka: KafkaSettings, parsed: list[dict]) -> str:
+    """The field records are keyed by: user_id on behaviour, item_id on the catalogue, else
+    user_id when any record has one (not the first line's say: it may be malformed)."""
+    if topic == kafka.behaviour_topic:
+        return "user_id"
+    if topic == kafka.catalogue_topic:
+        return "item_id"
+    return "user_id" if any("user_id" in p for p in parsed) else "item_id"
+
+
+def record_key(doc: dict, field: str) -> bytes | None:
+    """The key a record is sent with: its ``field``, trimmed (as the worker reads ids)."""
+    value = doc.get(field)
+    return None if value is None else str(value).strip().encode()
+
+
+def readable(key: bytes | None, value: bytes | None, headers: dict[str, bytes]) -> dict:
+    """A record as JSON: the value parsed where it is JSON, else its text; headers as text."""
+
+    def text(b: bytes | None) -> str | None:
+        return None if b is None else b.decode("utf-8", errors="replace")
+
+    try:
+        shown: Any = None if value is None else json.loads(value)
+    except ValueError:
+        shown = text(value)
+    return {"key": text(key), "value": shown, "headers": {k: text(v) for k, v in headers.items()}}

@@ -1,5 +1,4 @@
-"""Plain aiokafka helpers to feed topics and read them back (demo, replay, tests, benchmarks),
-and the JSON Lines reading and printing behind `xrec produce` and `xrec consume`."""
+"""Plain aiokafka helpers to feed topics and read them back (demo, replay, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -8,11 +7,10 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
-from inference.errors import ConfigError
 from streams.settings import KafkaSettings
 
 
@@ -32,7 +30,11 @@ async def produce(
     """Send records keyed by ``record[key_field]`` (or by ``keys``, one per record); returns
     how many were sent (all acked)."""
     producer = AIOKafkaProducer(**kafka.aiokafka_kwargs(), linger_ms=linger_ms, acks="all")
-    await producer.start()
+    try:
+        await producer.start()
+    except KafkaConnectionError as exc:
+        await producer.stop()
+        raise kafka.cannot_connect(exc) from exc
     n = 0
     try:
         futures = []
@@ -64,7 +66,11 @@ async def consume(
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except KafkaConnectionError as exc:
+        await consumer.stop()
+        raise kafka.cannot_connect(exc) from exc
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -75,48 +81,3 @@ async def consume(
                     yield m.key, m.value, {k: v for k, v in (m.headers or ())}
     finally:
         await consumer.stop()
-
-
-def read_jsonl(lines: Any, name: str, raw: bool) -> tuple[list, list[dict]]:
-    """The records to send and the lines that parsed as JSON objects (raw: every line's bytes)."""
-    records: list = []
-    parsed: list[dict] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError as exc:
-            if not raw:
-                raise ConfigError(
-                    f"{name}:{n}: not JSON ({exc}); fix the line, or send lines as they are "
-                    "with --raw"
-                ) from exc
-            doc = None
-        if raw:
-            records.append(line.rstrip("\r\n").encode())
-        elif not isinstance(doc, dict):
-            raise ConfigError(f"{name}:{n}: a record is a JSON object; use --raw to send it")
-        else:
-            records.append(doc)
-        parsed.append(doc if isinstance(doc, dict) else {})
-    return records, parsed
-
-
-def record_key(doc: dict, field: str) -> bytes | None:
-    """The key a record is sent with: its ``field``, trimmed (as the worker reads ids)."""
-    value = doc.get(field)
-    return None if value is None else str(value).strip().encode()
-
-
-def readable(key: bytes | None, value: bytes | None, headers: dict[str, bytes]) -> dict:
-    """A record as JSON: the value parsed where it is JSON, else its text; headers as text."""
-
-    def text(b: bytes | None) -> str | None:
-        return None if b is None else b.decode("utf-8", errors="replace")
-
-    try:
-        shown: Any = None if value is None else json.loads(value)
-    except ValueError:
-        shown = text(value)
-    return {"key": text(key), "value": shown, "headers": {k: text(v) for k, v in headers.items()}}

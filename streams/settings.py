@@ -110,6 +110,20 @@ class KafkaSettings(BaseSettings):
         """The bootstrap list as Faust's ``kafka://`` URL."""
         return ";".join(f"kafka://{h.strip()}" for h in self.bootstrap.split(",") if h.strip())
 
+    def cannot_connect(self, exc: BaseException) -> ConfigError:
+        """The error for a first contact with the brokers that failed: which setting, which fix."""
+        secured = self.security_protocol is not SecurityProtocol.PLAINTEXT
+        return ConfigError(
+            f"KAFKA_BOOTSTRAP={self.bootstrap}: could not connect ({exc}); is a broker running "
+            "there (`xrec broker` runs a local one; KAFKA_BOOTSTRAP / --bootstrap names yours)"
+            + (
+                f", and does it take KAFKA_SECURITY_PROTOCOL={self.security_protocol.value} "
+                "with these KAFKA_SASL_* / KAFKA_SSL_* settings? aiokafka's log above says which"
+                if secured
+                else "?"
+            )
+        )
+
     def aiokafka_kwargs(self) -> dict[str, object]:
         """Connection keyword arguments shared by every aiokafka client we create."""
         kwargs: dict[str, object] = {

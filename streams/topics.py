@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from inference.errors import ConfigError
-from streams.settings import KafkaSettings, SecurityProtocol, WorkerSettings
+from streams.settings import KafkaSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,8 @@ async def ensure_topics(
         await asyncio.wait_for(admin.start(), timeout_s)
     except (KafkaConnectionError, TimeoutError) as exc:
         await admin.close()
-        # the first contact with the broker: the one place a wrong address shows as such
-        secured = kafka.security_protocol is not SecurityProtocol.PLAINTEXT
-        raise ConfigError(
-            f"KAFKA_BOOTSTRAP={kafka.bootstrap}: could not connect ({exc}); is a broker running "
-            "there (`xrec broker` runs a local one; KAFKA_BOOTSTRAP / --bootstrap names yours)"
-            + (
-                f", and does it take KAFKA_SECURITY_PROTOCOL={kafka.security_protocol.value} "
-                "with these KAFKA_SASL_* / KAFKA_SSL_* settings? aiokafka's log above says which"
-                if secured
-                else "?"
-            )
-        ) from exc
+        # the first contact with the brokers: the one place a wrong address shows as such
+        raise kafka.cannot_connect(exc) from exc
     try:
         names = topic_names(kafka, worker)
         existing = set(await admin.list_topics())

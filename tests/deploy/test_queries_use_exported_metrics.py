@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from streams.demo import scrape
+from streams.processes import scrape
 from tests.deploy.files import (
     alert_queries,
     dashboard_queries,

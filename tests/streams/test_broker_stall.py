@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from streams.demo import wait_for
+from streams.processes import wait_for
 from streams.settings import KafkaSettings
 from tests.fixtures.topic_reader import settled_user_states
 from tests.streams.test_faults import applied_per_user, http_get, world_and_events
@@ -44,13 +44,14 @@ def test_a_paused_broker_degrades_healthz_and_the_stream_resumes_intact(
             "/healthz reporting the stalled publish",
         )
         status, body = http_get(w.web_port, "/healthz")
-        applied_while_paused = w.metric("xrec_events_total", outcome="applied")
+        # short retries while paused: the pause must stay under the session timeout
+        applied_while_paused = w.metric("xrec_events_total", retry_s=1, outcome="applied")
         assert applied_while_paused < len(events), "the stream ended before the pause: more events"
-        pending = w.metric("xrec_publish_pending_seconds")
+        pending = w.metric("xrec_publish_pending_seconds", retry_s=1)
         time.sleep(1.0)
         # nothing is applied meanwhile, and the batch in flight keeps waiting
-        assert w.metric("xrec_events_total", outcome="applied") == applied_while_paused
-        assert w.metric("xrec_publish_pending_seconds") > pending
+        assert w.metric("xrec_events_total", retry_s=1, outcome="applied") == applied_while_paused
+        assert w.metric("xrec_publish_pending_seconds", retry_s=1) > pending
     finally:
         os.kill(broker.process.pid, signal.SIGCONT)  # --- the broker is back
         paused_s = time.monotonic() - paused_at

@@ -112,3 +112,18 @@ def test_a_worker_process_does_not_import_the_benchmarks() -> None:
         timeout=120,
     )
     assert "bench-drift" in listing.stdout and "eval-transfer" in listing.stdout
+
+
+def test_a_command_whose_extra_is_missing_says_which_to_install() -> None:
+    # scipy made unimportable, as in an install without the bench extra
+    code = (
+        "import sys; sys.modules['scipy'] = None\n"
+        "sys.argv = ['xrec', 'bench-drift', '--help']\n"
+        "from streams.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: xrec bench-drift needs the bench,drift extra")
+    assert "pip install -e '.[bench,drift]'" in result.stderr

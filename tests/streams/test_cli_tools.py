@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from streams.broker import LocalBroker
+import pytest
+
+from streams.broker import LocalBroker, free_port
+from streams.client import consume
+from streams.settings import KafkaSettings
 
 
-def xrec(broker: LocalBroker, *args: str) -> subprocess.CompletedProcess[str]:
+def xrec(
+    broker: LocalBroker, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from streams.cli import main; main()", *args],
-        env={**os.environ, "KAFKA_BOOTSTRAP": broker.bootstrap},
+        env={**os.environ, "KAFKA_BOOTSTRAP": broker.bootstrap, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -59,6 +66,49 @@ def test_raw_lines_reach_the_topic_as_they_are_and_read_back_with_their_keys(
     assert "read 3 records" in read.stderr
     first = xrec(broker, "consume", topic, "-n", "1", "--timeout-s", "3")
     assert len(first.stdout.splitlines()) == 1
+
+
+def test_raw_sends_bytes_that_are_not_utf8_and_keys_behaviour_by_user(
+    broker: LocalBroker, unique: str, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    # a malformed first line must not decide the key of the rest
+    events.write_bytes(b'\xff\xfe\x00garbage\n{"user_id": "u7", "item_id": "gear-1"}\n')
+    topic = f"behaviour-{unique}"
+    refused = xrec(broker, "produce", topic, str(events))
+    assert refused.returncode == 2 and f"{events}:1: not JSON" in refused.stderr
+    kafka = KafkaSettings(bootstrap=broker.bootstrap, behaviour_topic=topic)
+    env = {"KAFKA_BEHAVIOUR_TOPIC": topic}
+    sent = xrec(broker, "produce", topic, str(events), "--raw", env=env)
+    assert sent.returncode == 0, sent.stderr
+    assert "none of the worker's topics" not in sent.stderr  # it is this worker's behaviour topic
+
+    async def read() -> list[tuple[bytes | None, bytes]]:
+        return [(k, v) async for k, v, _ in consume(kafka, topic, timeout_s=3)]
+
+    got = sorted(asyncio.run(read()), key=lambda kv: kv[1])
+    assert got == sorted(
+        [(None, b"\xff\xfe\x00garbage"), (b"u7", b'{"user_id": "u7", "item_id": "gear-1"}')],
+        key=lambda kv: kv[1],
+    )
+
+
+@pytest.mark.parametrize("command", ["produce", "consume"])
+def test_a_broker_that_does_not_answer_is_one_line(command: str, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"user_id": "u1"}\n')
+    nobody = f"127.0.0.1:{free_port()}"
+    args = ["produce", "behaviour", str(events)] if command == "produce" else ["consume", "x"]
+    result = subprocess.run(
+        [sys.executable, "-c", "from streams.cli import main; main()", *args],
+        env={**os.environ, "KAFKA_BOOTSTRAP": nobody},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: KAFKA_BOOTSTRAP={nobody}: could not connect")
 
 
 def test_a_missing_file_is_one_line() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from inference.errors import ConfigError
 from streams.broker import free_port, start_broker
-from streams.demo import worker_env
+from streams.processes import KAFKA_CONNECTION, QDRANT_CONNECTION, worker_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,8 +109,12 @@ def test_ctrl_c_stops_the_worker_then_the_broker_and_says_so(model_dir: Path) ->
     out = _Lines(proc)
     try:
         broker_port = int(out.wait_for(r"local broker \(Tansu\) on [\d.]+:(\d+)", 120).group(1))
+        log = Path(out.wait_for(r"worker started \(log: (\S+)\)", 120).group(1))
         out.wait_for(r"user-\d+ likes", 180)  # recommendations are flowing
+        logged = log.stat().st_size
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGINT)  # impatient: again, while it is stopping
         code = proc.wait(timeout=90)
     finally:
         if proc.poll() is None:
@@ -118,10 +122,12 @@ def test_ctrl_c_stops_the_worker_then_the_broker_and_says_so(model_dir: Path) ->
     text = out.text()
     assert code == 130, text
     assert "interrupted: stopped the worker and the local broker" in text
-    # the broker went down after the worker and the demo's own clients, not under them
     assert "Traceback" not in text and "Connect call failed" not in text, text
+    # the worker stopped while its broker was still there: no reconnecting to a dead broker
+    after = log.read_bytes()[logged:].decode(errors="replace")
+    assert "Unable connect" not in after and "Connection refused" not in after, after[-2000:]
+    # and nothing was left running: the second Ctrl-C did not cut the clean-up short
     assert not _listening(broker_port) and not _listening(web_port)
-    log = Path(re.search(r"worker log kept at (\S+)", text).group(1))
     assert log.is_file() and not (log.parent / "qdrant").exists()
 
 
@@ -134,7 +140,7 @@ def test_a_broker_port_in_use_is_a_config_error_naming_the_setting() -> None:
             start_broker(port)
 
 
-def test_workers_started_for_a_broker_do_not_inherit_the_shells_connections(
+def test_a_worker_for_the_callers_own_broker_and_store_inherits_none_of_the_shells(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for k, v in FOREIGN_ENV.items():
@@ -143,12 +149,18 @@ def test_workers_started_for_a_broker_do_not_inherit_the_shells_connections(
     monkeypatch.setenv("QDRANT_API_KEY", "key")
     monkeypatch.setenv("WORKER_DIVERSITY", "0.3")  # tuning stays
     monkeypatch.setenv("KAFKA_FETCH_MAX_WAIT_MS", "50")
-    env = worker_env({"KAFKA_BOOTSTRAP": "127.0.0.1:9999"})
+    monkeypatch.setenv("QDRANT_HNSW_EF", "64")
+    env = worker_env({"KAFKA_BOOTSTRAP": "127.0.0.1:9999"}, KAFKA_CONNECTION + QDRANT_CONNECTION)
     assert env["KAFKA_BOOTSTRAP"] == "127.0.0.1:9999"
-    assert env["WORKER_DIVERSITY"] == "0.3" and env["KAFKA_FETCH_MAX_WAIT_MS"] == "50"
+    tuning = ("WORKER_DIVERSITY", "KAFKA_FETCH_MAX_WAIT_MS", "QDRANT_HNSW_EF")
+    assert [env[k] for k in tuning] == ["0.3", "50", "64"]
     gone = {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
     gone |= {"KAFKA_SSL_CAFILE", "QDRANT_URL", "QDRANT_API_KEY"}
     assert not gone & set(env)
+    # a broker the caller names keeps the shell's security settings; nothing dropped by default
+    named = worker_env({"KAFKA_BOOTSTRAP": "kafka:9093"}, QDRANT_CONNECTION)
+    assert named["KAFKA_SASL_PASSWORD"] == "secret" and "QDRANT_URL" not in named
+    assert worker_env({})["QDRANT_URL"] == FOREIGN_ENV["QDRANT_URL"]
 
 
 def test_a_worker_metric_that_cannot_be_read_fails_instead_of_reading_zero(

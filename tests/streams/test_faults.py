@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.demo import wait_for
+from streams.processes import wait_for
 from synth.generator import SyntheticWorld
 from tests.fixtures.faulty_worker import FaultyWorkerHandle
 from tests.fixtures.topic_reader import (

@@ -13,7 +13,7 @@ import pytest
 
 from streams.broker import free_port
 from streams.catalogue_replica import POSITION_FILE
-from streams.demo import wait_for
+from streams.processes import wait_for
 from tests.fixtures.faulty_worker import FaultyWorkerHandle
 from tests.fixtures.topic_reader import settled_user_states
 from tests.fixtures.worker import WorkerHandle
