@@ -73,6 +73,17 @@ class _Lines:
         return "\n".join(self.lines)
 
 
+def _end(proc: subprocess.Popen[str]) -> None:
+    """A demo a failing test left running: Ctrl-C (it stops its own broker and worker, which
+    run in sessions of their own), then SIGKILL."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -89,8 +100,7 @@ def test_the_demo_recommends_on_its_own_broker_and_store_whatever_the_shell_says
     try:
         code = proc.wait(timeout=240)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _end(proc)
     text = out.text()
     assert code == 0, text
     assert "catalogue: " in text and "Traceback" not in text
@@ -117,8 +127,7 @@ def test_ctrl_c_stops_the_worker_then_the_broker_and_says_so(model_dir: Path) ->
         os.killpg(proc.pid, signal.SIGINT)  # impatient: again, while it is stopping
         code = proc.wait(timeout=90)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _end(proc)
     text = out.text()
     assert code == 130, text
     assert "interrupted: stopped the worker and the local broker" in text
