@@ -201,13 +201,27 @@ def test_worker_dead_letters_generated_bad_input_and_applies_the_rest(make_worke
     dups = [c for c in behaviour if DUPLICATE in c.expect]
     bad = [c for c in (*behaviour, *catalogue) if c.must_dead_letter]
     w.wait_metric("xrec_events_total", len(valid), outcome="applied", timeout_s=120)
-    w.wait_metric("xrec_dead_letters_total", len(bad), timeout_s=60)
+    # the dead letters themselves, not their count, so that a miss names the case it missed
+    letters = read_until(
+        w.kafka, w.kafka.deadletter_topic, lambda r: len(r) >= len(bad), timeout_s=60
+    )
+    sources = {w.kafka.catalogue_topic: sent_c, w.kafka.behaviour_topic: sent_b}
+    lettered = {
+        (h["x-source-topic"].decode(), h["x-source-partition"], h["x-source-offset"])
+        for _, _, h in letters
+    }
+    missed = [
+        (c.kind, sorted(c.expect), c.key, (c.value or b"")[:120])
+        for topic, sent in sources.items()
+        for (part, off), c in sent.items()
+        if c.must_dead_letter and (topic, str(part).encode(), str(off).encode()) not in lettered
+    ]
+    assert not missed, f"bad records not dead-lettered: {missed}"
+    w.wait_metric("xrec_dead_letters_total", len(bad), timeout_s=30)
     w.wait_metric("xrec_events_total", len(dups), outcome="duplicate", timeout_s=30)
 
     assert w.proc is not None and w.proc.poll() is None, "the worker died"
     assert w.healthz()["status"] == "ok"
-    letters = read_until(w.kafka, w.kafka.deadletter_topic, lambda r: len(r) >= len(bad))
-    sources = {w.kafka.catalogue_topic: sent_c, w.kafka.behaviour_topic: sent_b}
     seen: Counter = Counter()
     for _, value, h in letters:
         topic = h["x-source-topic"].decode()
