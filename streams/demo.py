@@ -167,7 +167,8 @@ def describe(
     seen = items.get(event["item_id"]) if event else None
     after = f"after {seen.domain} {seen.topic}" if seen else "after an event"
     top = [items[i["item_id"]] for i in rec["items"][:3]]
-    shown = [top[0].title] + [f"{t.topic} #{int(t.item_id.rsplit('-', 1)[1]) + 1}" for t in top[1:]]
+    rest = [f"{t.topic} #{int(t.item_id.rsplit('-', 1)[1]) + 1}" for t in top[1:]]
+    shown = [top[0].title, *rest] if top else ["(no items)"]
     return (
         f"{rec['user_id']:>8} likes {'+'.join(user.topics):<20} {after:<26} -> "
         f"{rec['domain']:<6} [{rec['explanation']['strategy']:<8}] " + "; ".join(shown)
