@@ -25,6 +25,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -233,13 +234,19 @@ def _user_recovery(stream: DriftStream, hits: list[tuple[int, str, bool]]) -> di
             per_gap.setdefault(gap[idx], []).append(hit)
     level = float(np.mean(pre)) if pre else 0.0
     curve = [(g, float(np.mean(per_gap[g]))) for g in sorted(per_gap)]
-    back = next((g for g, r in curve if r >= RECOVERED * level), None)
+    back = first_recovered(curve, level)
     # hits and evaluated events behind each number, so runs can be pooled exactly
     counts = {
         "pre": [int(sum(pre)), len(pre)],
         "curve": [[g, int(sum(per_gap[g])), len(per_gap[g])] for g in sorted(per_gap)],
     }
     return {"pre_level": level, "recovery_events": back, "curve": curve, "counts": counts}
+
+
+def first_recovered(curve: Iterable[tuple[int, float]], level: float) -> int | None:
+    """user_switch: the first point of the per-user curve at 90% of the pre-switch ``level``
+    (None: not within the stream)."""
+    return next((g for g, r in curve if r >= RECOVERED * level), None)
 
 
 def _wilson(hits: list[bool]) -> list[float]:

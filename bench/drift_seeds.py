@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 from bench.drift_bench import REAL_BIN, synthetic_rows
-from bench.drift_replay import RECOVERED, run_scenario, wilson_from_counts
+from bench.drift_replay import RECOVERED, first_recovered, run_scenario, wilson_from_counts
 from bench.report import emit_probe
 from synth.drift import Scenario
 
@@ -56,12 +56,15 @@ def pooled(rows: list[dict]) -> dict:
             acc[0] += hits
             acc[1] += n
     level = pre_hits / pre_n if pre_n else 0.0
-    curve = [[g, *wilson_from_counts(*per_point[g]), per_point[g][1]] for g in sorted(per_point)]
-    back = next((g for g, r, *_ in curve if r >= RECOVERED * level), None)
+    points = sorted(per_point)
+    curve = [[g, *wilson_from_counts(*per_point[g]), per_point[g][1]] for g in points]
     return {
         "pre_drift_recall@10": wilson_from_counts(pre_hits, pre_n),
         "line": round(RECOVERED * level, 4),
-        "recovery_events": back,
+        # the rule of a single stream, on the unrounded pooled recall
+        "recovery_events": first_recovered(
+            ((g, per_point[g][0] / per_point[g][1]) for g in points), level
+        ),
         "curve": curve,  # [events since the switch, recall, 95% low, high, evaluated events]
     }
 

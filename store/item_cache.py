@@ -53,4 +53,5 @@ class ItemCache:
             self._points.pop(pid, None)
 
     def clear(self) -> None:
+        """Drop every point (the store is closing)."""
         self._points.clear()

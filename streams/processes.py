@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Settings that connect a worker to a broker / a store. A child meant for a broker or store of
@@ -40,8 +40,10 @@ def start_worker_process(
     extra_env: dict[str, str] | None = None,
     drop_env: tuple[str, ...] = (),
     own_session: bool = False,
+    command: Sequence[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``xrec worker`` as a child process configured only through its env vars.
+    """Start ``xrec worker`` (or ``command``, a stand-in for it) as a child process
+    configured only through its env vars.
 
     It inherits this environment less ``drop_env`` (see :data:`KAFKA_CONNECTION`), with
     ``extra_env`` on top. ``own_session``: in a session of its own, so that a terminal's Ctrl-C
@@ -62,7 +64,7 @@ def start_worker_process(
     )
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        list(command or (sys.executable, "-m", "streams.cli", "worker")),
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT,
