@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,19 +98,46 @@ def stream_hits(
     users: dict[str, list[ReplayEvent]], bundle_dir: Path, model_dir: Path, timeout_s: float = 120.0
 ) -> tuple[dict[str, bool], dict[str, float]]:
     """Replay through broker + worker; event id -> hit from the published recommendations."""
-    from streams.broker import free_port, start_broker
+    from streams.broker import start_broker
+    from streams.processes import scratch_dir
+
+    with scratch_dir("xrec-replay-") as tmp:
+        broker = start_broker(log_path=tmp / "tansu.log")
+        try:
+            recs, facts = _worker_recommendations(
+                broker.bootstrap, users, bundle_dir, model_dir, tmp, timeout_s
+            )
+        finally:
+            broker.stop()
+    hits = {}
+    for events in users.values():
+        for prev, ev in itertools.pairwise(events):
+            got = recs.get((prev.event_id, ev.domain))
+            if got is not None:
+                hits[ev.event_id] = ev.item_id in got
+    return hits, facts
+
+
+def _worker_recommendations(
+    bootstrap: str,
+    users: dict[str, list[ReplayEvent]],
+    bundle_dir: Path,
+    model_dir: Path,
+    tmp: Path,
+    timeout_s: float,
+) -> tuple[dict[tuple[str, str], set[str]], dict[str, float]]:
+    """Each user's events in rounds through a worker; (source event, domain) -> items."""
+    from streams.broker import free_port
     from streams.client import consume, produce
     from streams.processes import scrape, start_worker_process, wait_for, wait_metric
     from streams.settings import KafkaSettings, WorkerSettings
     from streams.topics import ensure_topics
 
-    broker = start_broker()
-    tmp = Path(tempfile.mkdtemp(prefix="xrec-replay-"))
-    kafka = KafkaSettings(bootstrap=broker.bootstrap)
+    kafka = KafkaSettings(bootstrap=bootstrap)
     asyncio.run(ensure_topics(kafka, WorkerSettings()))
     port = free_port()
     proc = start_worker_process(
-        broker.bootstrap,
+        bootstrap,
         web_port=port,
         model_dir=model_dir,
         qdrant_path=tmp / "qdrant",
@@ -152,14 +178,7 @@ def stream_hits(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        broker.stop()
-    hits = {}
-    for events in users.values():
-        for prev, ev in itertools.pairwise(events):
-            got = recs.get((prev.event_id, ev.domain))
-            if got is not None:
-                hits[ev.event_id] = ev.item_id in got
-    return hits, facts
+    return recs, facts
 
 
 def compare(offline: dict[str, bool], stream: dict[str, bool]) -> dict[str, float]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 # Settings that connect a worker to a broker / a store. A child meant for a broker or store of
@@ -27,6 +29,22 @@ def worker_env(overrides: dict[str, str], drop: tuple[str, ...] = ()) -> dict[st
     ``overrides``."""
     inherited = {k: v for k, v in os.environ.items() if not (drop and k.startswith(drop))}
     return {**inherited, **overrides}
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder for one run's broker and worker logs, stores and state.
+
+    Removed when the run ends well (every benchmark run left megabytes in the temp folder);
+    kept when it fails, and named on stderr, as its logs are what explains the failure.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    except BaseException:
+        print(f"the failed run's logs and stores are kept in {path}", file=sys.stderr)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def start_worker_process(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,10 @@ def test_stream_bench_tiny(broker, model_dir: Path, tmp_path: Path) -> None:
     argv += ["--users", "20", "--rates", "40", "--step-s", "2", "--profile-s", "1"]
     argv += ["--passthrough-events", "2000", "--no-fetch-probe", "--partitions", "2"]
     argv += ["--workers", "2"]  # one group of two, each worker with the whole catalogue
+    before = set(Path(tempfile.gettempdir()).glob("xrec-bench-stream-*"))
     assert main(argv) == 0
+    # its logs, stores and profile went with the run (they are kept only when it fails)
+    assert set(Path(tempfile.gettempdir()).glob("xrec-bench-stream-*")) == before
     doc = json.loads((tmp_path / "stream.json").read_text())
     assert (tmp_path / "stream.png").read_bytes()[:4] == b"\x89PNG"
     assert doc["benchmark"] == "stream" and doc["date"] and doc["machine"]["cores"] >= 1
