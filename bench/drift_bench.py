@@ -187,8 +187,8 @@ def run(
         bool,
         typer.Option(
             envvar="XREC_DRIFT_ONLINE_MIX",
-            help="learn the queries' short-term weight online (the worker's default); "
-            "--no-online-mix keeps the fitted weight in the adaptive variant",
+            help="learn the queries' short-term weight online, which also splits lists (the "
+            "worker's default); --no-online-mix keeps the fitted weight in the adaptive variant",
         ),
     ] = True,
 ) -> None:

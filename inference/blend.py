@@ -27,11 +27,17 @@ class Strategy:
 
 @dataclass(frozen=True)
 class Query:
-    """A target-domain query vector and where it came from."""
+    """A target-domain query vector and where it came from.
+
+    ``short``: the query of the user's short-term interest alone, which fills ``short_share``
+    of the list (:mod:`inference.short_term_slots`); None where the model does not split lists.
+    """
 
     vector: np.ndarray
     strategy: str
     weights: dict[str, float]
+    short: np.ndarray | None = None
+    short_share: float = 0.0
 
 
 class InterestModel(Protocol):

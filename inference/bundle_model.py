@@ -22,7 +22,7 @@ from inference.errors import ModelError
 from inference.interest import InterestParams, UserState
 from inference.online_projection import OnlineProjections
 from inference.recency_mix import InterestBefore
-from inference.transfer import DomainSummary, query_vector
+from inference.transfer import DomainSummary, Explanation, query_vector
 
 
 @dataclass
@@ -127,9 +127,29 @@ class BundleModel:
     def query(self, state: UserState, target: str) -> Query | None:
         if target not in self.bundle.domains:
             return None
+        q, why = self._query(state, target, None)
+        share = self.short_weight_of(target)
+        # the short-term interest's own query, for its share of the list
+        short = self._query(state, target, 1.0)[0] if share > 0 else None
+        return Query(
+            q,
+            why.strategy,
+            {k: round(v, 4) for k, v in why.weights.items()},
+            short=short,
+            short_share=share,
+        )
+
+    def _query(
+        self, state: UserState, target: str, short_weight: float | None
+    ) -> tuple[np.ndarray, Explanation]:
+        """The padded query with each domain's served short-term weight (None) or this one."""
         summaries = {
             name: DomainSummary(
-                domain_vector(d, self.short_weight_of(name), self.drift.user_short_weight),
+                domain_vector(
+                    d,
+                    self.short_weight_of(name) if short_weight is None else short_weight,
+                    self.drift.user_short_weight,
+                ),
                 d.count,
             )
             for name, d in state.domains.items()
@@ -138,7 +158,7 @@ class BundleModel:
         q, why = query_vector(summaries, target, self.bundle, self.online.projection)
         padded = np.zeros(self.stored_dim, np.float32)
         padded[: self._out] = q
-        return Query(padded, why.strategy, {k: round(v, 4) for k, v in why.weights.items()})
+        return padded, why
 
     def bootstrap_points(self) -> list[tuple[str, str, np.ndarray]]:
         """(item id, domain, stored vector) of every fitted item, to seed the store."""

@@ -85,6 +85,12 @@ RECOMMENDATION_EMPTY = Counter(
     "Target-domain recommendations skipped because the user had no usable interest",
     registry=REGISTRY,
 )
+RECOMMENDATION_SHORT_TERM = Counter(
+    "xrec_recommendations_short_term_total",
+    "Recommendations part of whose list the user's short-term interest alone filled (a second "
+    "store query each; where the learned short-term weight is above zero)",
+    registry=REGISTRY,
+)
 ENCODER_TEXTS = Counter(
     "xrec_encoder_texts_total",
     "Texts encoded by the text encoder",

@@ -3,6 +3,9 @@
 One query per (user, target domain) of a micro-batch, all sent to the vector store as one
 batch; a user's consumed items in the domain are excluded. Each user vector is upserted next to
 its recommendation so the users collection always holds what the last recommendation used.
+Where the model learned to weigh short-term interest (a bundle adapting online), that share of
+each list goes to the nearest items of the short-term interest alone, a second query in the same
+store call (:mod:`inference.short_term_slots`; not with the diversity step).
 With ``WORKER_DIVERSITY`` the queries ask for ``WORKER_DIVERSITY_CANDIDATES`` nearest items, and
 the diversity step (:mod:`inference.diversity`) picks the list from them by their vectors.
 """
@@ -16,12 +19,14 @@ import numpy as np
 from inference.blend import InterestModel
 from inference.diversity import list_similarity, mmr_batch, unit_rows
 from inference.interest import UserState
+from inference.short_term_slots import merge_lists, short_term_slots
 from store.base import Hit, ItemQuery, UserPoint, VectorStore
 from streams.deadletter import SourceMessage
 from streams.metrics import (
     EVENT_TO_RECOMMENDATION_SECONDS,
     RECOMMENDATION_EMPTY,
     RECOMMENDATION_LIST_COSINE,
+    RECOMMENDATION_SHORT_TERM,
     RECOMMENDATIONS,
     STAGE_SECONDS,
 )
@@ -59,26 +64,35 @@ class Recommender:
         diverse = self.settings.diversity > 0
         k = self.settings.diversity_candidates if diverse else self.settings.top_k
         queries: list[ItemQuery] = []
-        meta: list[tuple[str, str, object]] = []
+        meta: list[tuple[str, str, object, int]] = []
         users: list[UserPoint] = []
+        short: list[tuple[int, ItemQuery]] = []  # (the blended query's index, its split's)
         empty = 0
         with STAGE_SECONDS.labels("blend").time():
             for user in last:
                 state = states[user]
                 for target in targets:
                     q = model.query(state, target)
-                    if q is None or not np.isfinite(q.vector).all() or not q.vector.any():
+                    if q is None or not _usable(q.vector):
                         empty += 1
                         continue
                     consumed = tuple(state.consumed(target))
+                    slots = 0
+                    # not with the diversity step: it ranks candidates by their scores, and
+                    # two queries' scores are not on one scale
+                    if not diverse and q.short is not None and _usable(q.short):
+                        slots = short_term_slots(q.short_share, k)
+                    if slots:
+                        short.append((len(queries), ItemQuery(q.short, target, k, consumed)))
                     queries.append(ItemQuery(q.vector, target, k, consumed))
-                    meta.append((user, target, q))
+                    meta.append((user, target, q, slots))
                     users.append(UserPoint(user, target, q.vector))
         if queries:
             with STAGE_SECONDS.labels("store_query").time():
                 results = await self.call_store(
-                    "query_items", self.store.query_items_batch, queries
+                    "query_items", self.store.query_items_batch, queries + [q for _, q in short]
                 )
+            results = _split_lists(results, short, meta, k)
             with STAGE_SECONDS.labels("store_upsert_users").time():
                 await self.call_store("upsert_users", self.store.upsert_users, users)
             if diverse:
@@ -87,6 +101,7 @@ class Recommender:
         # after the store calls: a batch failing in them is retried event by event, and its
         # empty queries would count again
         RECOMMENDATION_EMPTY.inc(empty)
+        RECOMMENDATION_SHORT_TERM.inc(len(short))
         if not queries:
             return []
         return self._records(model.serving_version, last, meta, results)
@@ -123,7 +138,7 @@ class Recommender:
         now = time.time()
         out: list[Recommendation] = []
         strategies: dict[str, int] = {}
-        for (user, target, q), hits in zip(meta, results, strict=True):
+        for (user, target, q, slots), hits in zip(meta, results, strict=True):
             m, ev = last[user]
             out.append(
                 Recommendation(
@@ -136,6 +151,7 @@ class Recommender:
                     weights=q.weights,
                     event_time=ev.event_time,
                     produced_at=now,
+                    short_term_slots=slots,
                 )
             )
             strategies[q.strategy] = strategies.get(q.strategy, 0) + 1
@@ -143,3 +159,18 @@ class Recommender:
         for strategy, n in strategies.items():
             RECOMMENDATIONS.labels(strategy).inc(n)
         return out
+
+
+def _usable(vector: np.ndarray) -> bool:
+    return bool(np.isfinite(vector).all() and vector.any())
+
+
+def _split_lists(
+    results: list[list[Hit]], short: list[tuple[int, ItemQuery]], meta: list, k: int
+) -> list[list[Hit]]:
+    """The blended queries' lists, each with its short-term places filled from the extra
+    queries' answers (``results`` holds those after the blended ones, in ``short``'s order)."""
+    lists = results[: len(meta)]
+    for (i, _), hits in zip(short, results[len(meta) :], strict=True):
+        lists[i] = merge_lists(lists[i], hits, k, meta[i][3])
+    return lists

@@ -112,6 +112,8 @@ class Explanation(_Record):
 
     strategy: str
     weights: dict[str, float]
+    # places of the list given to the user's short-term interest alone (0: the query's list)
+    short_term_slots: int = Field(0, ge=0)
 
 
 class RecommendationEvent(_Record):
@@ -152,6 +154,7 @@ class Recommendation:
     weights: Mapping[str, float]
     event_time: float
     produced_at: float
+    short_term_slots: int = 0
 
     def to_json(self) -> bytes:
         """The RecommendationEvent JSON of this record (non-finite numbers raise ValueError)."""
@@ -164,6 +167,7 @@ class Recommendation:
             "explanation": {
                 "strategy": self.strategy,
                 "weights": {k: float(v) for k, v in self.weights.items()},
+                "short_term_slots": self.short_term_slots,
             },
             "event_time": self.event_time,
             "produced_at": self.produced_at,

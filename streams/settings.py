@@ -212,8 +212,9 @@ class WorkerSettings(BaseSettings):
     )
     drift_online_mix: bool = Field(
         True,
-        description="with a bundle and WORKER_DRIFT_ADAPTIVE: learn how much queries weigh "
-        "short-term interest, per domain, from the stream; false = the fitted weight",
+        description="with a bundle and WORKER_DRIFT_ADAPTIVE: learn how much queries, and a "
+        "share of each list, follow short-term interest, per domain, from the stream; false = "
+        "the fitted weight, lists not split",
     )
     gc_freeze: bool = Field(
         True,

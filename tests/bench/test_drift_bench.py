@@ -202,6 +202,8 @@ def test_user_switch_reports_the_oracle_reset_bound(bundle) -> None:
     first, *_, last = by["adaptive"]["short_weight_over_time"]
     assert set(first[1].values()) == {0.0} and min(last[1].values()) > 0.15
     assert {w for _, ws in by["static"]["short_weight_over_time"] for w in ws.values()} == {0.0}
+    # and that weight splits lists: as fitted, no list is
+    assert by["adaptive"]["lists_split"] > 0.1 and by["static"]["lists_split"] == 0.0
     # synthetic topics are crisp: one event per domain already tells most switches apart
     evidence = by["adaptive"]["switch_separability"]
     assert [e["events_per_domain"] for e in evidence] == [1, 2]

@@ -160,9 +160,13 @@ def test_queries_follow_the_learned_weight(bundle) -> None:
         _purchase(st, k, TARGET, bundle.inputs[bundle.index_of(item)])
     new = bundle.outputs[bundle.index_of(f"{TARGET}-5-0")]
     # the learned weight pulls the query towards what the user bought last
-    assert adaptive.query(st, TARGET).vector[: len(new)] @ new > (
-        fixed.query(st, TARGET).vector[: len(new)] @ new
-    )
+    q, as_fitted = adaptive.query(st, TARGET), fixed.query(st, TARGET)
+    assert q.vector[: len(new)] @ new > as_fitted.vector[: len(new)] @ new
+    # and gives that share of the list to the short-term interest's own query, which points
+    # there more than the blend; as fitted (weight 0) the list is the blend's alone
+    assert q.short_share == adaptive.short_weight_of(TARGET) and q.short is not None
+    assert q.short[: len(new)] @ new > q.vector[: len(new)] @ new
+    assert as_fitted.short is None and as_fitted.short_share == 0.0
 
 
 def test_a_revoked_partition_is_forgotten_and_read_again_from_its_bytes(bundle) -> None:
