@@ -4,21 +4,17 @@ near copies of each other, so the plain nearest items are all of the user's topi
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 import numpy as np
 import pytest
 
 from bench.drift_bench import fit_world_bundle
-from bench.drift_replay import processor_for
 from inference.bundle_model import BundleModel
 from inference.diversity import list_similarity
 from inference.errors import ConfigError
-from streams.deadletter import SourceMessage
 from streams.metrics import REGISTRY
 from streams.settings import WorkerSettings
 from synth.drift import TARGET, DriftWorld
+from tests.fixtures.processor import purchases
 
 K = 5
 
@@ -30,29 +26,9 @@ def bundle():
 
 def _lists(bundle, path, diversity: float) -> dict[str, list[str]]:
     """The recommendations after three purchases of topic-0 items, per domain."""
-    proc, store, pool = processor_for(BundleModel(bundle), path, top_k=K, diversity=diversity)
-    table: dict[str, bytes] = {}
-    recs: dict[str, list[str]] = {}
-    try:
-        for offset in range(3):
-            event = {
-                "event_id": f"e{offset}",
-                "user_id": "u1",
-                "domain": TARGET,
-                "action": "purchase",
-                "item_id": f"{TARGET}-0-{offset}",
-                "event_time": 1.7e9 + offset,
-            }
-            msg = SourceMessage("behaviour", 0, offset, b"u1", json.dumps(event).encode(), 0.0)
-            out = asyncio.run(
-                proc.process([msg], table.get, lambda u, v, _m: table.__setitem__(u, v))
-            )
-            assert not out.dead_letters
-            recs |= {r.domain: [i.item_id for i in r.items] for r in out.recommendations}
-    finally:
-        pool.shutdown()
-        store.close()
-    return recs
+    items = [f"{TARGET}-0-{offset}" for offset in range(3)]
+    recs = purchases(BundleModel(bundle), path, TARGET, items, K, diversity=diversity)
+    return {r.domain: [i.item_id for i in r.items] for r in recs}
 
 
 def _observed() -> float:

@@ -3,19 +3,17 @@ store through the worker's batch processor; no broker: the processor is Faust-fr
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 from bench.drift_bench import fit_world_bundle
-from bench.drift_replay import processor_for
 from inference.bundle_model import BundleModel
 from inference.drift import DriftParams
 from inference.short_term_slots import short_term_slots
-from streams.deadletter import SourceMessage
 from streams.metrics import REGISTRY
 from synth.drift import TARGET, DriftWorld
+from tests.fixtures.processor import purchases
 from tests.inference.test_recency_mix import _switchers
 
 K = 10
@@ -28,30 +26,10 @@ def bundle():
 
 def _last_recommendation(model: BundleModel, tmp_path, **worker: float) -> dict:
     """A user who bought nine items of topic 0, then three of topic 5; what they were served
-    (``worker``: more worker settings)."""
-    proc, store, pool = processor_for(model, tmp_path, top_k=K, **worker)
-    table: dict[str, bytes] = {}
-    recs = []
-    try:
-        for k in range(12):
-            topic = 0 if k < 9 else 5
-            event = {
-                "event_id": f"e{k}",
-                "user_id": "u1",
-                "domain": TARGET,
-                "action": "purchase",
-                "item_id": f"{TARGET}-{topic}-{k}",
-                "event_time": 1.7e9 + k,
-            }
-            msg = SourceMessage("behaviour", 0, k, b"u1", json.dumps(event).encode(), 0.0)
-            out = asyncio.run(
-                proc.process([msg], table.get, lambda u, v, _m: table.__setitem__(u, v))
-            )
-            recs += [json.loads(r.to_json()) for r in out.recommendations if r.domain == TARGET]
-    finally:
-        pool.shutdown()
-        store.close()
-    return recs[-1]
+    last in the domain (``worker``: more worker settings)."""
+    items = [f"{TARGET}-{0 if k < 9 else 5}-{k}" for k in range(12)]
+    recs = purchases(model, tmp_path, TARGET, items, K, **worker)
+    return json.loads([r for r in recs if r.domain == TARGET][-1].to_json())
 
 
 def _topic(item_id: str) -> int:
