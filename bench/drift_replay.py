@@ -129,7 +129,7 @@ async def _replay(
     before = {lv: _detections(lv) for lv in ("user", "population")}
     offset = 0
     weights: list[tuple[int, dict[str, float]]] = []  # the learned short-term weight over time
-    split = published = 0  # recommendations, and those whose list the short-term query shared
+    split = published = 0  # recommendations whose list the short-term query shared, and all
     for batch in one_per_user_batches(stream.events):
         msgs = []
         for e in batch:
@@ -150,7 +150,7 @@ async def _replay(
         assert not out.dead_letters, out.dead_letters[:3]
         for r in out.recommendations:
             recs[r.user_id, r.domain] = [i.item_id for i in r.items]
-            split += r.short_term_slots > 0
+            split += r.short_term_items > 0
         published += len(out.recommendations)
         if not weights or offset - weights[-1][0] >= WEIGHT_EVERY:
             now = {d: round(model.short_weight_of(d), 3) for d in bundle.domains}
@@ -325,7 +325,7 @@ def run_scenario(
                 "projection_updates": res["projection_updates"],
                 # (stream index, per domain): the queries' short-term weight learned online
                 "short_weight_over_time": res["short_weight"],
-                # share of the published lists the short-term interest's own query shared
+                # share of the published lists holding items of the short-term interest's query
                 "lists_split": res["lists_split"],
                 "seconds": round(time.perf_counter() - start, 1),
                 "scored_domain": stream.scored_domain or "all",

@@ -29,14 +29,13 @@ class Strategy:
 class Query:
     """A target-domain query vector and where it came from.
 
-    ``short``: the query of the user's short-term interest alone, which fills ``short_share``
-    of the list (:mod:`inference.short_term_slots`); None where the model does not split lists.
+    ``short_share``: the share of the list the nearest items of the user's short-term interest
+    alone are to fill (:mod:`inference.short_term_slots`; 0 where the model does not split).
     """
 
     vector: np.ndarray
     strategy: str
     weights: dict[str, float]
-    short: np.ndarray | None = None
     short_share: float = 0.0
 
 
@@ -67,6 +66,10 @@ class InterestModel(Protocol):
 
     def query(self, state: UserState, target: str) -> Query | None:
         """The target-domain query vector for this user, or None when nothing is known."""
+        ...
+
+    def short_term_query(self, state: UserState, target: str) -> np.ndarray | None:
+        """The query of this user's short-term interest alone, for a list ``query`` split."""
         ...
 
     @property
@@ -180,3 +183,8 @@ class TextSpaceModel:
             else Strategy.TRANSFER
         )
         return Query(vec.astype(np.float32), strategy, {k: round(v, 4) for k, v in weights.items()})
+
+    def short_term_query(self, state: UserState, target: str) -> np.ndarray | None:
+        """None: the text space does not split lists (its short-term weight is fixed, not
+        learned, so it says nothing about where the population's next items are)."""
+        return None

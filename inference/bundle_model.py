@@ -125,19 +125,20 @@ class BundleModel:
         return self.stored_vector(new.output, new.input)
 
     def query(self, state: UserState, target: str) -> Query | None:
+        """The blended query in ``target``, with the share of the list the short-term interest
+        alone is to fill: the domain's served short-term weight (0 as fitted)."""
         if target not in self.bundle.domains:
             return None
         q, why = self._query(state, target, None)
-        share = self.short_weight_of(target)
-        # the short-term interest's own query, for its share of the list
-        short = self._query(state, target, 1.0)[0] if share > 0 else None
-        return Query(
-            q,
-            why.strategy,
-            {k: round(v, 4) for k, v in why.weights.items()},
-            short=short,
-            short_share=share,
-        )
+        weights = {k: round(v, 4) for k, v in why.weights.items()}
+        return Query(q, why.strategy, weights, short_share=self.short_weight_of(target))
+
+    def short_term_query(self, state: UserState, target: str) -> np.ndarray | None:
+        """The query of every domain's short-term interest alone (a domain without one: its
+        long-term mean), for the places ``Query.short_share`` gives it."""
+        if target not in self.bundle.domains:
+            return None
+        return self._query(state, target, 1.0)[0]
 
     def _query(
         self, state: UserState, target: str, short_weight: float | None

@@ -87,8 +87,8 @@ RECOMMENDATION_EMPTY = Counter(
 )
 RECOMMENDATION_SHORT_TERM = Counter(
     "xrec_recommendations_short_term_total",
-    "Recommendations part of whose list the user's short-term interest alone filled (a second "
-    "store query each; where the learned short-term weight is above zero)",
+    "Recommendations whose list holds items of the user's short-term interest's own query (a "
+    "second store query each; where the learned short-term weight is above zero)",
     registry=REGISTRY,
 )
 ENCODER_TEXTS = Counter(

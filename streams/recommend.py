@@ -1,8 +1,9 @@
 """From updated user states to recommendation records: query, rank, upsert the user vectors.
 
 One query per (user, target domain) of a micro-batch, all sent to the vector store as one
-batch; a user's consumed items in the domain are excluded. Each user vector is upserted next to
-its recommendation so the users collection always holds what the last recommendation used.
+batch; a user's consumed items in the domain are excluded. Each user's blended query vector is
+upserted next to its recommendation, so the users collection always holds the one the last
+recommendation used.
 Where the model learned to weigh short-term interest (a bundle adapting online), that share of
 each list goes to the nearest items of the short-term interest alone, a second query in the same
 store call (:mod:`inference.short_term_slots`; not with the diversity step).
@@ -16,7 +17,7 @@ import time
 
 import numpy as np
 
-from inference.blend import InterestModel
+from inference.blend import InterestModel, Query
 from inference.diversity import list_similarity, mmr_batch, unit_rows
 from inference.interest import UserState
 from inference.short_term_slots import merge_lists, short_term_slots
@@ -64,9 +65,10 @@ class Recommender:
         diverse = self.settings.diversity > 0
         k = self.settings.diversity_candidates if diverse else self.settings.top_k
         queries: list[ItemQuery] = []
-        meta: list[tuple[str, str, object, int]] = []
+        meta: list[tuple[str, str, Query]] = []
         users: list[UserPoint] = []
-        short: list[tuple[int, ItemQuery]] = []  # (the blended query's index, its split's)
+        # (the blended query's index, the places it gives, the short-term interest's query)
+        short: list[tuple[int, int, ItemQuery]] = []
         empty = 0
         with STAGE_SECONDS.labels("blend").time():
             for user in last:
@@ -77,34 +79,36 @@ class Recommender:
                         empty += 1
                         continue
                     consumed = tuple(state.consumed(target))
-                    slots = 0
                     # not with the diversity step: it ranks candidates by their scores, and
                     # two queries' scores are not on one scale
-                    if not diverse and q.short is not None and _usable(q.short):
-                        slots = short_term_slots(q.short_share, k)
-                    if slots:
-                        short.append((len(queries), ItemQuery(q.short, target, k, consumed)))
+                    slots = 0 if diverse else short_term_slots(q.short_share, k)
+                    vector = model.short_term_query(state, target) if slots else None
+                    if vector is not None and _usable(vector):
+                        query = ItemQuery(vector, target, k, consumed)
+                        short.append((len(queries), slots, query))
                     queries.append(ItemQuery(q.vector, target, k, consumed))
-                    meta.append((user, target, q, slots))
+                    meta.append((user, target, q))
                     users.append(UserPoint(user, target, q.vector))
+        taken = [0] * len(queries)
         if queries:
             with STAGE_SECONDS.labels("store_query").time():
                 results = await self.call_store(
-                    "query_items", self.store.query_items_batch, queries + [q for _, q in short]
+                    "query_items", self.store.query_items_batch, queries + [q for *_, q in short]
                 )
-            results = _split_lists(results, short, meta, k)
+            results, taken = _split_lists(results, short, len(queries), k)
             with STAGE_SECONDS.labels("store_upsert_users").time():
                 await self.call_store("upsert_users", self.store.upsert_users, users)
             if diverse:
                 with STAGE_SECONDS.labels("diversify").time():
                     results = await self._diversify(model, results)
         # after the store calls: a batch failing in them is retried event by event, and its
-        # empty queries would count again
+        # empty queries and split lists would count again (a failure after them, writing the
+        # state, retries it too, and counts these as it counts the recommendations: twice)
         RECOMMENDATION_EMPTY.inc(empty)
-        RECOMMENDATION_SHORT_TERM.inc(len(short))
+        RECOMMENDATION_SHORT_TERM.inc(sum(n > 0 for n in taken))
         if not queries:
             return []
-        return self._records(model.serving_version, last, meta, results)
+        return self._records(model.serving_version, last, meta, results, taken)
 
     async def _diversify(self, model: InterestModel, results: list[list[Hit]]) -> list[list[Hit]]:
         """The top-k lists the diversity step picks from the queries' candidates.
@@ -134,11 +138,13 @@ class Recommender:
         return out
 
     @staticmethod
-    def _records(version: str, last: dict, meta: list, results: list) -> list[Recommendation]:
+    def _records(
+        version: str, last: dict, meta: list, results: list, taken: list[int]
+    ) -> list[Recommendation]:
         now = time.time()
         out: list[Recommendation] = []
         strategies: dict[str, int] = {}
-        for (user, target, q, slots), hits in zip(meta, results, strict=True):
+        for (user, target, q), hits, from_short in zip(meta, results, taken, strict=True):
             m, ev = last[user]
             out.append(
                 Recommendation(
@@ -151,7 +157,7 @@ class Recommender:
                     weights=q.weights,
                     event_time=ev.event_time,
                     produced_at=now,
-                    short_term_slots=slots,
+                    short_term_items=from_short,
                 )
             )
             strategies[q.strategy] = strategies.get(q.strategy, 0) + 1
@@ -166,11 +172,12 @@ def _usable(vector: np.ndarray) -> bool:
 
 
 def _split_lists(
-    results: list[list[Hit]], short: list[tuple[int, ItemQuery]], meta: list, k: int
-) -> list[list[Hit]]:
-    """The blended queries' lists, each with its short-term places filled from the extra
-    queries' answers (``results`` holds those after the blended ones, in ``short``'s order)."""
-    lists = results[: len(meta)]
-    for (i, _), hits in zip(short, results[len(meta) :], strict=True):
-        lists[i] = merge_lists(lists[i], hits, k, meta[i][3])
-    return lists
+    results: list[list[Hit]], short: list[tuple[int, int, ItemQuery]], n: int, k: int
+) -> tuple[list[list[Hit]], list[int]]:
+    """The ``n`` blended queries' lists, each with its short-term places filled from the extra
+    queries' answers (``results`` holds those after the blended ones, in ``short``'s order),
+    and how many items of each list came from them."""
+    lists, taken = results[:n], [0] * n
+    for (i, slots, _), hits in zip(short, results[n:], strict=True):
+        lists[i], taken[i] = merge_lists(lists[i], hits, k, slots)
+    return lists, taken

@@ -112,8 +112,9 @@ class Explanation(_Record):
 
     strategy: str
     weights: dict[str, float]
-    # places of the list given to the user's short-term interest alone (0: the query's list)
-    short_term_slots: int = Field(0, ge=0)
+    # items of the list that came from the user's short-term interest alone (written only when
+    # above 0, so unsplit lists read as before it existed)
+    short_term_items: int = Field(0, ge=0)
 
 
 class RecommendationEvent(_Record):
@@ -154,21 +155,23 @@ class Recommendation:
     weights: Mapping[str, float]
     event_time: float
     produced_at: float
-    short_term_slots: int = 0
+    short_term_items: int = 0
 
     def to_json(self) -> bytes:
         """The RecommendationEvent JSON of this record (non-finite numbers raise ValueError)."""
+        explanation: dict[str, Any] = {
+            "strategy": self.strategy,
+            "weights": {k: float(v) for k, v in self.weights.items()},
+        }
+        if self.short_term_items:
+            explanation["short_term_items"] = self.short_term_items
         doc = {
             "user_id": self.user_id,
             "domain": self.domain,
             "source_event_id": self.source_event_id,
             "items": [{"item_id": i, "score": s} for i, s in self.items],
             "model_version": self.model_version,
-            "explanation": {
-                "strategy": self.strategy,
-                "weights": {k: float(v) for k, v in self.weights.items()},
-                "short_term_slots": self.short_term_slots,
-            },
+            "explanation": explanation,
             "event_time": self.event_time,
             "produced_at": self.produced_at,
         }

@@ -8,10 +8,11 @@ import pytest
 from bench.drift_bench import fit_world_bundle
 from inference.bundle_model import BundleModel
 from inference.drift import DriftParams
-from inference.interest import InterestParams, UserState, apply_event
+from inference.interest import UserState
 from inference.online_projection import OnlineProjections, PartitionStats
 from inference.recency_mix import InterestBefore, MixStats, interest_before, solve_mix
 from synth.drift import SOURCE, TARGET, DriftWorld
+from tests.fixtures.switching import purchase, teach_switches
 
 DIM = 16
 
@@ -71,27 +72,13 @@ def test_forgetting_lets_a_new_regime_replace_the_old_one() -> None:
     assert solve_mix(remembering, 0.0, 200, 1.0) < 0.45  # the old regime's 3,000 still count
 
 
-def _purchase(st: UserState, k: int, domain: str, vector: np.ndarray) -> None:
-    apply_event(
-        st,
-        event_id=f"e{k}",
-        domain=domain,
-        action="purchase",
-        event_time=1.7e9 + k,
-        vector=vector,
-        item_id=f"i{k}",
-        rating=None,
-        params=InterestParams(),
-    )
-
-
 def test_interest_before_is_unchanged_by_the_event_it_predicts() -> None:
     st = UserState()
     assert interest_before(st, "books") is None  # nothing known: nothing to learn from
-    _purchase(st, 0, "books", np.ones(DIM, np.float32))
+    purchase(st, 0, "books", np.ones(DIM, np.float32))
     before = interest_before(st, "books")
     long_mean, short = before.long_mean.copy(), before.short.copy()
-    _purchase(st, 1, "books", -np.ones(DIM, np.float32))
+    purchase(st, 1, "books", -np.ones(DIM, np.float32))
     np.testing.assert_array_equal(before.long_mean, long_mean)
     np.testing.assert_array_equal(before.short, short)
 
@@ -101,29 +88,10 @@ def bundle():
     return fit_world_bundle(DriftWorld(seed=0))
 
 
-def _switchers(bundle, online: OnlineProjections, users: int, start: int = 0) -> int:
-    """Users who buy 8 items of one topic in each domain, then 8 of another: fold every event."""
-    world = DriftWorld(seed=3)
-    offset = start
-    for u in range(users):
-        st = UserState()
-        for topic in (u % world.topics, (u + 3) % world.topics):
-            for k in range(16):
-                domain = (SOURCE, TARGET)[k % 2]
-                item = f"{domain}-{topic}-{(u + k) % world.items_per_topic}"
-                vec = bundle.inputs[bundle.index_of(item)]
-                before = interest_before(st, domain)
-                _purchase(st, offset, domain, vec)
-                mix = (domain, before, vec) if before is not None else None
-                online.observe(st, 0, offset, mix)
-                offset += 1
-    return offset
-
-
 def test_switching_users_raise_the_weight_which_survives_a_restart_exactly_once(bundle) -> None:
     online = OnlineProjections(bundle, DriftParams())
     assert online.short_weight(TARGET, 0.0) == 0.0  # no evidence yet: as fitted
-    end = _switchers(bundle, online, users=40)
+    end = teach_switches(bundle, online, users=40)
     learned = online.short_weight(TARGET, 0.0)
     assert 0.2 < learned <= DriftParams().mix_max
     assert online.version == online.updates + online.mix_updates > online.updates
@@ -131,15 +99,15 @@ def test_switching_users_raise_the_weight_which_survives_a_restart_exactly_once(
     again = OnlineProjections(bundle, DriftParams())
     again.restore(0, online.dumps(0))
     assert again.short_weight(TARGET, 0.0) == pytest.approx(learned, rel=1e-9)
-    _switchers(bundle, again, users=40)  # the same offsets again: a replay after a crash
+    teach_switches(bundle, again, users=40)  # the same offsets again: a replay after a crash
     assert again.mix_updates == 0 and again.short_weight(TARGET, 0.0) == pytest.approx(learned)
-    _switchers(bundle, again, users=1, start=end)
+    teach_switches(bundle, again, users=1, start=end)
     assert again.mix_updates > 0
 
 
 def test_without_online_mix_or_adaptation_queries_keep_the_fitted_weight(bundle) -> None:
     off = OnlineProjections(bundle, DriftParams(online_mix=False))
-    _switchers(bundle, off, users=10)
+    teach_switches(bundle, off, users=10)
     assert off.mix_updates == 0 and off.short_weight(TARGET, 0.25) == 0.25
     static = OnlineProjections(bundle, DriftParams(adaptive=False))
     assert static.short_weight(TARGET, 0.0) == 0.0
@@ -151,27 +119,27 @@ def test_without_online_mix_or_adaptation_queries_keep_the_fitted_weight(bundle)
 def test_queries_follow_the_learned_weight(bundle) -> None:
     adaptive, fixed = BundleModel(bundle), BundleModel(bundle, drift=DriftParams(online_mix=False))
     for model in (adaptive, fixed):
-        _switchers(bundle, model.online, users=40)
+        teach_switches(bundle, model.online, users=40)
     assert adaptive.short_weight_of(TARGET) > 0.2 and fixed.short_weight_of(TARGET) == 0.0
     st = UserState()
     for k in range(12):  # long-term: topic 0; the last three: topic 5
         topic = 0 if k < 9 else 5
         item = f"{TARGET}-{topic}-{k}"
-        _purchase(st, k, TARGET, bundle.inputs[bundle.index_of(item)])
+        purchase(st, k, TARGET, bundle.inputs[bundle.index_of(item)])
     new = bundle.outputs[bundle.index_of(f"{TARGET}-5-0")]
     # the learned weight pulls the query towards what the user bought last
     q, as_fitted = adaptive.query(st, TARGET), fixed.query(st, TARGET)
     assert q.vector[: len(new)] @ new > as_fitted.vector[: len(new)] @ new
     # and gives that share of the list to the short-term interest's own query, which points
     # there more than the blend; as fitted (weight 0) the list is the blend's alone
-    assert q.short_share == adaptive.short_weight_of(TARGET) and q.short is not None
-    assert q.short[: len(new)] @ new > q.vector[: len(new)] @ new
-    assert as_fitted.short is None and as_fitted.short_share == 0.0
+    assert q.short_share == adaptive.short_weight_of(TARGET) and as_fitted.short_share == 0.0
+    short = adaptive.short_term_query(st, TARGET)
+    assert short[: len(new)] @ new > q.vector[: len(new)] @ new
 
 
 def test_a_revoked_partition_is_forgotten_and_read_again_from_its_bytes(bundle) -> None:
     online = OnlineProjections(bundle, DriftParams())
-    _switchers(bundle, online, users=40)
+    teach_switches(bundle, online, users=40)
     learned, projection = online.short_weight(TARGET, 0.0), online.projection(SOURCE, TARGET)
     stored = online.dumps(0)
     online.forget({0, 5})  # 5 was never seen here: nothing to drop

@@ -21,9 +21,9 @@ def _hits(*ids: str) -> list[_Hit]:
 
 @pytest.mark.parametrize(
     ("share", "k", "slots"),
-    [(0.0, 10, 0), (0.04, 10, 0), (0.05 + 1e-9, 10, 1), (0.63, 10, 6), (0.8, 50, 40)],
+    [(0.0, 10, 0), (0.04, 10, 0), (0.05, 10, 1), (0.25, 10, 3), (0.63, 10, 6), (0.8, 50, 40)],
 )
-def test_the_share_of_places_is_the_learned_weight_rounded(share, k, slots) -> None:
+def test_the_share_of_places_is_the_learned_weight_rounded_half_up(share, k, slots) -> None:
     assert short_term_slots(share, k) == slots
 
 
@@ -35,19 +35,24 @@ def test_a_weight_outside_zero_to_one_gives_no_or_all_places(share) -> None:
 def test_the_blended_head_comes_first_then_the_short_term_items_each_once() -> None:
     blended = _hits("a", "b", "c", "d", "e")
     short = _hits("c", "x", "y", "z")
-    assert [h.item_id for h in merge_lists(blended, short, 5, 2)] == ["a", "b", "c", "x", "y"]
+    merged, taken = merge_lists(blended, short, 5, 2)
+    assert [h.item_id for h in merged] == ["a", "b", "c", "x", "y"] and taken == 2
 
 
 def test_no_places_leave_the_blended_list_as_it_was() -> None:
     blended = _hits("a", "b", "c")
-    assert merge_lists(blended, _hits("x", "y"), 3, 0) == blended
+    assert merge_lists(blended, _hits("x", "y"), 3, 0) == (blended, 0)
 
 
 def test_a_list_running_short_leaves_its_places_to_the_other() -> None:
     blended = _hits("a", "b", "c", "d")
-    # the short-term query found one new item only: the blended list fills the rest
-    assert [h.item_id for h in merge_lists(blended, _hits("a", "x"), 4, 3)] == ["a", "x", "b", "c"]
+    # the short-term query found one new item only: the blended list fills the rest, and the
+    # list says one item came from it, not the three places it was given
+    merged, taken = merge_lists(blended, _hits("a", "x"), 4, 3)
+    assert [h.item_id for h in merged] == ["a", "x", "b", "c"] and taken == 1
+    # the short-term query found only items the blended head holds: the list is the blend's
+    assert merge_lists(blended, _hits("b", "a"), 4, 2) == (blended, 0)
     # the blended query found two: the short-term list fills the rest
-    got = merge_lists(_hits("a", "b"), _hits("x", "y", "z"), 4, 1)
-    assert [h.item_id for h in got] == ["a", "b", "x", "y"]
-    assert merge_lists([], [], 4, 2) == []
+    merged, taken = merge_lists(_hits("a", "b"), _hits("x", "y", "z"), 4, 1)
+    assert [h.item_id for h in merged] == ["a", "b", "x", "y"] and taken == 2
+    assert merge_lists([], [], 4, 2) == ([], 0)
