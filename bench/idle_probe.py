@@ -10,6 +10,7 @@ more polling while there is no traffic.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -22,41 +23,39 @@ def idle_cores(
     waits: list[int], seconds: float, settle_s: float, model_dir: Path
 ) -> dict[str, dict[str, float]]:
     """Cores used by an idle worker and by the broker, for each fetch wait in ``waits``."""
-    with scratch_dir("xrec-idle-") as tmp:
+    out: dict[str, dict[str, float]] = {}
+    with scratch_dir("xrec-idle-") as tmp, contextlib.ExitStack() as running:
         broker = start_broker(log_path=tmp / "tansu.log")
-        out: dict[str, dict[str, float]] = {}
-        try:
-            for wait in waits:
-                port, app_id = free_port(), f"idle-{wait}"
-                proc = start_worker_process(
-                    broker.bootstrap,
-                    web_port=port,
-                    model_dir=model_dir,
-                    qdrant_path=tmp / app_id / "qdrant",
-                    app_id=app_id,
-                    log_path=tmp / f"{app_id}.log",
-                    extra_env={
-                        "KAFKA_FETCH_MAX_WAIT_MS": str(wait),
-                        "WORKER_DATA_DIR": str(tmp / app_id / "worker"),
-                    },
-                )
-                try:
-                    wait_for(lambda p=port: bool(scrape(p)), 120, "worker web server", proc)
-                    time.sleep(settle_s)  # group join, table recovery, the start-up freeze
-                    w0, b0 = cpu_seconds(proc.pid), cpu_seconds(broker.process.pid)
-                    t0 = time.time()
-                    time.sleep(seconds)
-                    dt = time.time() - t0
-                    out[f"fetch_max_wait_{wait}ms"] = {
-                        "worker_cores": round((cpu_seconds(proc.pid) - w0) / dt, 4),
-                        "broker_cores": round((cpu_seconds(broker.process.pid) - b0) / dt, 4),
-                    }
-                finally:
-                    proc.terminate()
-                    proc.wait(30)
-        finally:
-            broker.stop()
-        return out
+        running.callback(broker.stop)  # after the worker, before the scratch folder goes
+        for wait in waits:
+            port, app_id = free_port(), f"idle-{wait}"
+            proc = start_worker_process(
+                broker.bootstrap,
+                web_port=port,
+                model_dir=model_dir,
+                qdrant_path=tmp / app_id / "qdrant",
+                app_id=app_id,
+                log_path=tmp / f"{app_id}.log",
+                extra_env={
+                    "KAFKA_FETCH_MAX_WAIT_MS": str(wait),
+                    "WORKER_DATA_DIR": str(tmp / app_id / "worker"),
+                },
+            )
+            try:
+                wait_for(lambda p=port: bool(scrape(p)), 120, "worker web server", proc)
+                time.sleep(settle_s)  # group join, table recovery, the start-up freeze
+                w0, b0 = cpu_seconds(proc.pid), cpu_seconds(broker.process.pid)
+                t0 = time.time()
+                time.sleep(seconds)
+                dt = time.time() - t0
+                out[f"fetch_max_wait_{wait}ms"] = {
+                    "worker_cores": round((cpu_seconds(proc.pid) - w0) / dt, 4),
+                    "broker_cores": round((cpu_seconds(broker.process.pid) - b0) / dt, 4),
+                }
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,114 +134,105 @@ def run_benchmark(
     notes: list[str] = []
     if len(wl.users) < users:  # the dataset has fewer users than asked for: say so
         notes.append(f"{users} users asked for, the {wl.source} workload has {len(wl.users)}")
-    doc: dict = {}
-    with scratch_dir("xrec-bench-stream-") as tmp:
+    with scratch_dir("xrec-bench-stream-") as tmp, contextlib.ExitStack() as running:
+        # stopped in reverse, before the scratch folder goes: the workers, then the broker
         broker: LocalBroker | None = None
-        pool: WorkerPool | None = None
-        try:
-            if bootstrap is None:
-                broker = start_broker(log_path=tmp / "tansu.log")
-                bootstrap = broker.bootstrap
-            unique = uuid.uuid4().hex[:8]
-            kafka = _kafka(bootstrap, unique, partitions)
-            app_id = f"bench-{unique}"
-            asyncio.run(ensure_topics(kafka, WorkerSettings(app_id=app_id)))
-            pool = WorkerPool.start(
-                workers,
-                bootstrap=bootstrap,
-                model_dir=model_dir,
-                root=tmp,
-                app_id=app_id,
-                env=_topic_env(kafka),
-            )
-            pool.wait_serving(120)
-            t0 = time.monotonic()
-            asyncio.run(
-                produce(kafka, kafka.catalogue_topic, wl.catalogue, "item_id", linger_ms=20)
-            )
-            pool.wait_catalogue(wl.n_items, catalogue_timeout_s)
-            catalogue_s = time.monotonic() - t0
-            rss_catalogue = pool.rss_mib()
-            session = LoadSession(
-                kafka,
-                app_id,
-                pool.ports,
-                pool.pids,
-                wl,
-                drain_timeout_s,
-                broker_pid=broker.process.pid if broker else None,
-            )
-            steps, preload, profile = asyncio.run(
-                _drive(
-                    session, rates, step_s, preload_timeout_s, profile_s, profile_rate, tmp, notes
-                )
-            )
-            pool.stop()
-            pt = _passthrough(kafka, unique, wl, passthrough_events, passthrough_max_s)
-            fetch = asyncio.run(fetch_wait_probe(kafka, (1500, 500, 20))) if fetch_probe else None
-            rows = [_row(s) for s in steps]
-            for r in rows:
-                r["passthrough_events_per_s"] = pt["events_per_s"]
-            doc = {
-                "benchmark": "stream",
-                "date": started,
-                "machine": host,
-                "command": command_line(),
-                "config": {
-                    "step_s": step_s,
-                    "workers": workers,
-                    "partitions": partitions,
-                    # as the worker reads them from this environment
-                    "worker": WorkerSettings().model_dump(
-                        include={
-                            "batch_size",
-                            "batch_within_s",
-                            "table_store",
-                            "top_k",
-                            "gc_freeze",
-                            "event_loop",
-                            "diversity",
-                            "diversity_candidates",
-                        },
-                        mode="json",
-                    ),
-                    "kafka": KafkaSettings().model_dump(
-                        include={"fetch_max_wait_ms", "producer_batch_bytes"}, mode="json"
-                    ),
-                    "store": _store_config(),
-                    "model_dir": str(model_dir),
-                    "broker": "local Tansu (memory storage)" if broker else bootstrap,
-                },
-                "workload": {
-                    "source": wl.source,
-                    "items": wl.n_items,
-                    "users": len(wl.users),
-                    "catalogue_index_s": round(catalogue_s, 1),
-                    "catalogue_items_per_s": round(wl.n_items / catalogue_s, 1),
-                    "worker_rss_mib_after_catalogue": round(sum(rss_catalogue), 1),
-                    **({"rss_mib_after_catalogue_by_worker": rss_catalogue} if workers > 1 else {}),
-                    "preload": preload,
-                },
-                "rows": rows,
-                "passthrough": pt,
-                "profile": profile,
-                "fetch_wait_probe": fetch,
-                "goals": _goals(rows, pt["events_per_s"]),
-                "notes": notes + _standard_notes(),
-                "total_s": round(time.monotonic() - t_all, 1),
-                "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-            }
-            spy = tmp / "worker.speedscope.json"
-            out_dir.mkdir(parents=True, exist_ok=True)
-            if spy.is_file() and spy.stat().st_size < 4_000_000:  # open it in speedscope.app
-                (out_dir / "stream.speedscope.json").write_bytes(spy.read_bytes())
-            write_json(out_dir / "stream.json", doc)
-            plot_stream(rows, pt["events_per_s"], out_dir / "stream.png")
-        finally:
-            if pool is not None:
-                pool.stop()
-            if broker:
-                broker.stop()
+        if bootstrap is None:
+            broker = start_broker(log_path=tmp / "tansu.log")
+            running.callback(broker.stop)
+            bootstrap = broker.bootstrap
+        unique = uuid.uuid4().hex[:8]
+        kafka = _kafka(bootstrap, unique, partitions)
+        app_id = f"bench-{unique}"
+        asyncio.run(ensure_topics(kafka, WorkerSettings(app_id=app_id)))
+        pool = WorkerPool.start(
+            workers,
+            bootstrap=bootstrap,
+            model_dir=model_dir,
+            root=tmp,
+            app_id=app_id,
+            env=_topic_env(kafka),
+        )
+        running.callback(pool.stop)
+        pool.wait_serving(120)
+        t0 = time.monotonic()
+        asyncio.run(produce(kafka, kafka.catalogue_topic, wl.catalogue, "item_id", linger_ms=20))
+        pool.wait_catalogue(wl.n_items, catalogue_timeout_s)
+        catalogue_s = time.monotonic() - t0
+        rss_catalogue = pool.rss_mib()
+        session = LoadSession(
+            kafka,
+            app_id,
+            pool.ports,
+            pool.pids,
+            wl,
+            drain_timeout_s,
+            broker_pid=broker.process.pid if broker else None,
+        )
+        steps, preload, profile = asyncio.run(
+            _drive(session, rates, step_s, preload_timeout_s, profile_s, profile_rate, tmp, notes)
+        )
+        pool.stop()
+        pt = _passthrough(kafka, unique, wl, passthrough_events, passthrough_max_s)
+        fetch = asyncio.run(fetch_wait_probe(kafka, (1500, 500, 20))) if fetch_probe else None
+        rows = [_row(s) for s in steps]
+        for r in rows:
+            r["passthrough_events_per_s"] = pt["events_per_s"]
+        doc = {
+            "benchmark": "stream",
+            "date": started,
+            "machine": host,
+            "command": command_line(),
+            "config": {
+                "step_s": step_s,
+                "workers": workers,
+                "partitions": partitions,
+                # as the worker reads them from this environment
+                "worker": WorkerSettings().model_dump(
+                    include={
+                        "batch_size",
+                        "batch_within_s",
+                        "table_store",
+                        "top_k",
+                        "gc_freeze",
+                        "event_loop",
+                        "diversity",
+                        "diversity_candidates",
+                    },
+                    mode="json",
+                ),
+                "kafka": KafkaSettings().model_dump(
+                    include={"fetch_max_wait_ms", "producer_batch_bytes"}, mode="json"
+                ),
+                "store": _store_config(),
+                "model_dir": str(model_dir),
+                "broker": "local Tansu (memory storage)" if broker else bootstrap,
+            },
+            "workload": {
+                "source": wl.source,
+                "items": wl.n_items,
+                "users": len(wl.users),
+                "catalogue_index_s": round(catalogue_s, 1),
+                "catalogue_items_per_s": round(wl.n_items / catalogue_s, 1),
+                "worker_rss_mib_after_catalogue": round(sum(rss_catalogue), 1),
+                **({"rss_mib_after_catalogue_by_worker": rss_catalogue} if workers > 1 else {}),
+                "preload": preload,
+            },
+            "rows": rows,
+            "passthrough": pt,
+            "profile": profile,
+            "fetch_wait_probe": fetch,
+            "goals": _goals(rows, pt["events_per_s"]),
+            "notes": notes + _standard_notes(),
+            "total_s": round(time.monotonic() - t_all, 1),
+            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+        }
+        spy = tmp / "worker.speedscope.json"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if spy.is_file() and spy.stat().st_size < 4_000_000:  # open it in speedscope.app
+            (out_dir / "stream.speedscope.json").write_bytes(spy.read_bytes())
+        write_json(out_dir / "stream.json", doc)
+        plot_stream(rows, pt["events_per_s"], out_dir / "stream.png")
     return doc
 
 

@@ -19,6 +19,16 @@ def encode_record(record: dict | bytes) -> bytes:
     return record if isinstance(record, bytes) else json.dumps(record).encode()
 
 
+async def _start(client: AIOKafkaProducer | AIOKafkaConsumer, kafka: KafkaSettings) -> None:
+    """Start an aiokafka client; brokers that do not answer are a one-line ConfigError that
+    names the setting (not aiokafka's traceback)."""
+    try:
+        await client.start()
+    except KafkaConnectionError as exc:
+        await client.stop()
+        raise kafka.cannot_connect(exc) from exc
+
+
 async def produce(
     kafka: KafkaSettings,
     topic: str,
@@ -30,11 +40,7 @@ async def produce(
     """Send records keyed by ``record[key_field]`` (or by ``keys``, one per record); returns
     how many were sent (all acked)."""
     producer = AIOKafkaProducer(**kafka.aiokafka_kwargs(), linger_ms=linger_ms, acks="all")
-    try:
-        await producer.start()
-    except KafkaConnectionError as exc:
-        await producer.stop()
-        raise kafka.cannot_connect(exc) from exc
+    await _start(producer, kafka)
     n = 0
     try:
         futures = []
@@ -66,11 +72,7 @@ async def consume(
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )
-    try:
-        await consumer.start()
-    except KafkaConnectionError as exc:
-        await consumer.stop()
-        raise kafka.cannot_connect(exc) from exc
+    await _start(consumer, kafka)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
