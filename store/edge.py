@@ -37,7 +37,6 @@ from store import overfetch
 from store.base import (
     DOMAIN_KEY,
     ITEM_ID_KEY,
-    USER_ID_KEY,
     Hit,
     ItemPoint,
     ItemQuery,
@@ -46,10 +45,10 @@ from store.base import (
     chunks,
     engine_errors,
     item_point_id,
-    user_point_id,
 )
-from store.edge_config import edge_config, search_params
-from store.edge_domains import CONFIG_FILE, DomainShards, check_domain, load_shard
+from store.edge_config import search_params
+from store.edge_domains import DomainShards, check_domain
+from store.edge_users import UserShard
 from store.item_cache import ItemCache
 from store.settings import QdrantSettings
 
@@ -67,8 +66,7 @@ class EdgeStore:
         self.local_dir: Path | None = self._root
         self._items = DomainShards(settings, self._root / settings.items_collection)
         self._items_open = False
-        self._users: qe.EdgeShard | None = None
-        self._user_dim: int | None = None
+        self._users = UserShard(settings, self._root / settings.users_collection)
         self._domains: set[str] | None = None
         # point id -> (item id, domain): hits come back without payload (converting payloads
         # to Python dicts was ~20% of a query), and an item's domain names its shard; see
@@ -94,26 +92,6 @@ class EdgeStore:
             self._items_open = True
         return self._items
 
-    def _users_shard(self, dim: int | None = None) -> qe.EdgeShard:
-        """The users shard, opened (or created, when ``dim`` is given) on first use."""
-        self._check_open()
-        if self._users is not None:
-            return self._users
-        path = self._root / self._settings.users_collection
-        if (path / CONFIG_FILE).is_file():
-            shard = load_shard(self._settings, "users", path, dim)
-        elif dim is None:
-            raise StoreError(
-                f"collection {self._settings.users_collection!r} does not exist at {path}: "
-                "call ensure_collections first"
-            )
-        else:
-            with engine_errors(f"creating {path}"):
-                path.mkdir(parents=True, exist_ok=True)
-                shard = qe.EdgeShard.create(str(path), edge_config(self._settings, "users", dim))
-        self._users = shard
-        return shard
-
     def _refuse_resize(self, item_dim: int, user_dim: int) -> None:
         """Shards holding vectors of another size cannot take these: refuse before closing
         anything, so the store keeps serving what it holds (e.g. a bundle reload that
@@ -122,8 +100,8 @@ class EdgeStore:
         has_items = next(self._items.items(), None) is not None
         if self._items_open and self._items.dim not in (None, item_dim) and has_items:
             held.append(f"items of {self._items.dim} dimensions, not {item_dim}")
-        if self._users is not None and self._user_dim not in (None, user_dim):
-            held.append(f"users of {self._user_dim} dimensions, not {user_dim}")
+        if users := self._users.resize_refused(user_dim):
+            held.append(users)
         if held:
             raise ConfigError(
                 f"{self._settings.path} holds {' and '.join(held)}: a new vector size needs a "
@@ -142,13 +120,7 @@ class EdgeStore:
             self._items.open_all(item_dim)  # item shards are created with their first item
             self._items_open = True
             self._names_by_id = self._domains = None
-        if self._users is None or self._user_dim != user_dim:
-            old, self._users = self._users, None
-            if old is not None:
-                with engine_errors("closing a shard"):
-                    old.close()
-            self._users_shard(user_dim)
-            self._user_dim = user_dim
+        self._users.ensure(user_dim)
 
     def optimize(self) -> None:
         """Build HNSW over the items waiting in plain segments; blocks, holding the GIL.
@@ -178,7 +150,7 @@ class EdgeStore:
             return
         self._closed = True
         self._cache.clear()
-        users, self._users = self._users, None
+        users = self._users.detach()
         self._items.close(also=[users] if users is not None else [])
 
     # -- items -----------------------------------------------------------------------------
@@ -400,31 +372,14 @@ class EdgeStore:
     # -- users -----------------------------------------------------------------------------
 
     def upsert_users(self, points: Sequence[UserPoint]) -> None:
-        """Insert or replace users' per-domain vectors."""
-        shard = self._users_shard()
-        for p in points:
-            check_dim(p.vector, self._user_dim, f"user {p.user_id!r}")
-        for batch in chunks(points, self._settings.upsert_batch):
-            ops = [
-                qe.Point(
-                    id=user_point_id(p.user_id, p.domain),
-                    vector=p.vector.tolist(),
-                    payload={USER_ID_KEY: p.user_id, DOMAIN_KEY: p.domain},
-                )
-                for p in batch
-            ]
-            with engine_errors("upserting users"):
-                shard.update(qe.UpdateOperation.upsert_points(ops))
+        """Insert or replace users' per-domain vectors (``store.edge_users``)."""
+        self._check_open()
+        self._users.upsert(points)
 
     def get_user(self, user_id: str, domain: str) -> np.ndarray | None:
         """The user's stored vector in ``domain``, or None."""
-        with engine_errors("retrieving a user"):
-            records = self._users_shard().retrieve([user_point_id(user_id, domain)], False, True)
-        if not records:
-            return None
-        vec = np.asarray(records[0].vector, dtype=np.float32)
-        vec.setflags(write=False)
-        return vec
+        self._check_open()
+        return self._users.get(user_id, domain)
 
 
 def _uuid(point_id: object) -> uuid.UUID:
