@@ -1,8 +1,8 @@
 """VectorStore on Qdrant Edge: the Qdrant engine embedded in-process, persistent on disk.
 
-Users live in one shard, ``<path>/<users>/``; items in one shard per domain,
-``<path>/<items>/<domain>/`` (see ``store.edge_domains``). What the worker's author must know
-about the engine (qdrant-edge-py 0.9, checked by the tests here):
+Users live in one shard, ``<path>/<users>/`` (see ``store.edge_users``); items in one shard
+per domain, ``<path>/<items>/<domain>/`` (see ``store.edge_domains``). What the worker's
+author must know about the engine (qdrant-edge-py 0.9, checked by the tests here):
 
 * Durability: every update goes to a write-ahead log before ``update`` returns, so a killed
   process loses nothing; ``close`` flushes segments so that the next open need not replay it.
