@@ -144,7 +144,8 @@ def run_benchmark(
         unique = uuid.uuid4().hex[:8]
         kafka = _kafka(bootstrap, unique, partitions)
         app_id = f"bench-{unique}"
-        asyncio.run(ensure_topics(kafka, WorkerSettings(app_id=app_id)))
+        worker = WorkerSettings(app_id=app_id)
+        asyncio.run(ensure_topics(kafka, worker, bootstrap_setting="BENCH_BOOTSTRAP"))
         pool = WorkerPool.start(
             workers,
             bootstrap=bootstrap,

@@ -65,7 +65,7 @@ def run_demo(
         else:  # the shell's KAFKA_* security settings go with a broker it names
             kafka = KafkaSettings(bootstrap=bootstrap)
             drop = QDRANT_CONNECTION
-        asyncio.run(ensure_topics(kafka, WorkerSettings()))
+        asyncio.run(ensure_topics(kafka, WorkerSettings(), bootstrap_setting="XREC_DEMO_BOOTSTRAP"))
         world = SyntheticWorld(users=users)
         proc = start_worker_process(
             bootstrap,

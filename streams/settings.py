@@ -110,12 +110,15 @@ class KafkaSettings(BaseSettings):
         """The bootstrap list as Faust's ``kafka://`` URL."""
         return ";".join(f"kafka://{h.strip()}" for h in self.bootstrap.split(",") if h.strip())
 
-    def cannot_connect(self, exc: BaseException) -> ConfigError:
-        """The error for a first contact with the brokers that failed: which setting, which fix."""
+    def cannot_connect(self, exc: BaseException, setting: str = "KAFKA_BOOTSTRAP") -> ConfigError:
+        """The error for a first contact with the brokers that failed: which setting, which fix.
+
+        ``setting`` is the variable that named the brokers (a command with its own, such as
+        the demo's ``XREC_DEMO_BOOTSTRAP``, passes that)."""
         secured = self.security_protocol is not SecurityProtocol.PLAINTEXT
         return ConfigError(
-            f"KAFKA_BOOTSTRAP={self.bootstrap}: could not connect ({exc}); is a broker running "
-            "there (`xrec broker` runs a local one; KAFKA_BOOTSTRAP / --bootstrap names yours)"
+            f"{setting}={self.bootstrap}: could not connect ({exc}); is a broker running "
+            f"there (`xrec broker` runs a local one; {setting} / --bootstrap names yours)"
             + (
                 f", and does it take KAFKA_SECURITY_PROTOCOL={self.security_protocol.value} "
                 "with these KAFKA_SASL_* / KAFKA_SSL_* settings? aiokafka's log above says which"

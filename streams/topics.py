@@ -36,16 +36,22 @@ def topic_names(kafka: KafkaSettings, worker: WorkerSettings) -> list[str]:
 
 
 async def ensure_topics(
-    kafka: KafkaSettings, worker: WorkerSettings, timeout_s: float = 30.0
+    kafka: KafkaSettings,
+    worker: WorkerSettings,
+    timeout_s: float = 30.0,
+    bootstrap_setting: str = "KAFKA_BOOTSTRAP",
 ) -> None:
-    """Create missing topics; fail loudly when an existing one has the wrong partition count."""
+    """Create missing topics; fail loudly when an existing one has the wrong partition count.
+
+    ``bootstrap_setting`` names the variable that gave ``kafka.bootstrap``, for the error when
+    no broker answers there."""
     admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs(), request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
     except (KafkaConnectionError, TimeoutError) as exc:
         await admin.close()
         # the first contact with the brokers: the one place a wrong address shows as such
-        raise kafka.cannot_connect(exc) from exc
+        raise kafka.cannot_connect(exc, bootstrap_setting) from exc
     try:
         names = topic_names(kafka, worker)
         existing = set(await admin.list_topics())

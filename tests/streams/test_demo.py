@@ -149,6 +149,27 @@ def test_a_broker_port_in_use_is_a_config_error_naming_the_setting() -> None:
             start_broker(port)
 
 
+def test_a_demo_broker_that_does_not_answer_is_named_by_the_demos_setting(
+    model_dir: Path,
+) -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, **FOREIGN_ENV, "XREC_DEMO_BOOTSTRAP": nobody}
+    env.pop("KAFKA_SECURITY_PROTOCOL")  # plaintext: the one failure is the address
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "demo", "--model-dir", str(model_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after aiokafka's own connect errors
+    # the demo never reads KAFKA_BOOTSTRAP (here 127.0.0.1:1): naming it would mislead
+    assert last.startswith(f"error: XREC_DEMO_BOOTSTRAP={nobody}: could not connect"), last
+    assert "KAFKA_BOOTSTRAP" not in last.replace("XREC_DEMO_BOOTSTRAP", "")
+
+
 def test_a_worker_for_the_callers_own_broker_and_store_inherits_none_of_the_shells(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
