@@ -3,8 +3,8 @@
 Users are fetched by id and never searched, so the shard is never indexed
 (``store.edge_config``). Every micro-batch writes its users' vectors. A point written through
 this object since it opened the shard already holds its payload (user id, domain), so a new
-vector for it is sent alone (``update_vectors``): converting the payload and upserting were
-~40% of the write (README, "Stream"). Nothing else writes the directory (its WAL is locked to
+vector for it is sent alone (``update_vectors``): the write stage took 38% less in the stream
+benchmark (README, "Stream"). Nothing else writes the directory (its WAL is locked to
 one process) and nothing deletes a user point, so what this object remembers stays true; the
 memory is bounded by :data:`WRITTEN_MAX` and dropped whole when full.
 """
