@@ -99,11 +99,11 @@ class UserShard:
             check_dim(p.vector, self.dim, f"user {p.user_id!r}")
         written = self._written
         for batch in chunks(points, self._settings.upsert_batch):
-            ids = [user_point_id(p.user_id, p.domain) for p in batch]
-            known = [pid.int in written for pid in ids]
-            new = [(pid, p) for pid, p, k in zip(ids, batch, known, strict=True) if not k]
-            if len(new) < len(batch) and not self._update_vectors(shard, ids, batch, known):
-                new = list(zip(ids, batch, strict=True))
+            pairs = [(user_point_id(p.user_id, p.domain), p) for p in batch]
+            known = [(pid, p) for pid, p in pairs if pid.int in written]
+            new = [(pid, p) for pid, p in pairs if pid.int not in written]
+            if known and not self._update_vectors(shard, known):
+                new = pairs
             if new:
                 ops = [
                     qe.Point(
@@ -120,19 +120,11 @@ class UserShard:
             written.update(pid.int for pid, _ in new)
 
     def _update_vectors(
-        self,
-        shard: qe.EdgeShard,
-        ids: Sequence[uuid.UUID],
-        batch: Sequence[UserPoint],
-        known: Sequence[bool],
+        self, shard: qe.EdgeShard, known: Sequence[tuple[uuid.UUID, UserPoint]]
     ) -> bool:
-        """New vectors for the ``known`` points of ``batch``; False, and nothing remembered,
-        if the engine refused them, for the caller to upsert the whole batch instead."""
-        ops = [
-            qe.PointVectors(id=pid, vector=p.vector.tolist())
-            for pid, p, k in zip(ids, batch, known, strict=True)
-            if k
-        ]
+        """New vectors for the ``known`` points; False, and nothing remembered, if the engine
+        refused them, for the caller to upsert the whole batch instead."""
+        ops = [qe.PointVectors(id=pid, vector=p.vector.tolist()) for pid, p in known]
         try:
             shard.update(qe.UpdateOperation.update_vectors(ops))
         except Exception as exc:  # the engine raises bare Exception
