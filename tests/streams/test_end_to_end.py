@@ -174,7 +174,7 @@ def test_killed_worker_recovers_state_and_applies_each_event_once(make_worker) -
         time.sleep(1)
     states = w.user_states()
     applied = {u: s.events_applied for u, s in states.items()}
-    assert applied == dict(sent)
+    assert applied == dict(sent), w.diagnosis()
     for u, s in states.items():
         assert sum(d.count for d in s.domains.values()) == sent[u]
     assert not w.read(w.kafka.deadletter_topic, timeout_s=2)

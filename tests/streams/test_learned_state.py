@@ -92,14 +92,8 @@ def test_a_killed_worker_keeps_what_it_learned_and_learns_each_event_once(
     deadline = time.monotonic() + 180
     while (applied := sum(s.events_applied for s in w.user_states().values())) < len(events):
         if time.monotonic() > deadline:  # say where the events went (a CI run saw this once)
-            outcomes = {
-                o: w.metric("xrec_events_total", retry_s=2, outcome=o)
-                for o in ("applied", "duplicate", "deadletter")
-            }
             raise AssertionError(
-                f"{applied} of {len(events)} events in the changelog; the restarted worker "
-                f"counted {outcomes}, committed {w.committed(w.kafka.behaviour_topic)} "
-                f"(log: {w.log_path})"
+                f"{applied} of {len(events)} events in the changelog\n{w.diagnosis()}"
             )
         time.sleep(1)
     deadline = time.monotonic() + 30  # the last changelog records may trail the users'
